@@ -1,0 +1,3 @@
+from palign.cli import entry
+
+entry()

@@ -1,0 +1,235 @@
+"""`palign` command line: thin over `palign.service`; errors become exit codes here only."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from palign import __version__, service
+from palign.errors import ExitCode, PalignError, exit_code_for
+from palign.model import Strategy
+from palign.report import RunReport, write
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(message: str, code: ExitCode) -> NoReturn:
+    click.echo(f"palign: error: {message}", err=True)
+    sys.exit(int(code))
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="palign")
+def main() -> None:
+    """Keep many git branches aligned with the branches they target.
+
+    palign rebases (or merges) every selected branch onto its target in memory, in
+    parallel, checks each result against git's own rules, and stages the results under
+    refs/palign/ in the repository. Branches move only with --apply (or `palign apply`),
+    atomically and with a lease; `palign rollback` undoes an apply.
+
+    Start with `palign demo`.
+    """
+
+
+def _progress(total_hint: list[int]) -> tuple[Callable[[int], None], Callable[[Any], None], Callable[[], None]]:
+    """Progress on stderr when it is a terminal; silent otherwise."""
+    if not sys.stderr.isatty():
+        return (lambda n: None), (lambda r: None), (lambda: None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    progress = Progress(
+        "[bold]aligning",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        console=__import__("rich.console").console.Console(stderr=True),
+    )
+    task: list[Any] = []
+
+    def planned(n: int) -> None:
+        progress.start()
+        task.append(progress.add_task("align", total=n))
+
+    def advance(_: Any) -> None:
+        if task:
+            progress.advance(task[0])
+
+    return planned, advance, progress.stop
+
+
+def print_summary(report: RunReport, json_path: Path | None) -> None:
+    counts = report.counts()
+    order = ["aligned", "up_to_date", "merged", "conflict", "stale", "error"]
+    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    click.echo(
+        f"run {report.run_id}: {len(report.results)} branches in {report.total_time_seconds:.2f} s: " + ", ".join(parts)
+    )
+    for result in report.failed:
+        detail = result.error_message or ", ".join(sorted({c.path for c in result.conflicts}))
+        click.echo(f"  {result.status.value:10} {result.branch_name}: {detail}")
+    if report.applied:
+        click.echo(f"applied; undo with: palign rollback {report.repository} {report.run_id}")
+    elif report.successful:
+        click.echo(
+            f"staged under refs/palign/staged/{report.run_id}/; publish with: "
+            f"palign apply {report.repository} {report.run_id}"
+        )
+    if json_path is not None:
+        click.echo(f"report: {json_path}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("repo")
+@click.option(
+    "--onto",
+    "targets",
+    multiple=True,
+    required=True,
+    metavar="TARGET",
+    help="Branch (or ref) to align onto, e.g. main.",
+)
+@click.option(
+    "--branch",
+    "branch_globs",
+    multiple=True,
+    metavar="GLOB",
+    help="Align only branches whose name matches (repeatable; refs/... globs match full ref names). "
+    "Default: every branch but the target.",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice([s.value for s in Strategy]),
+    default="rebase",
+    show_default=True,
+    help="rebase = `git rebase TARGET`; merge = `git merge TARGET`; auto = rebase, or the merge "
+    "where only the merge is clean.",
+)
+@click.option("--workers", type=int, default=None, metavar="N", help="Worker processes (default: CPU count).")
+@click.option("--apply", "apply_", is_flag=True, help="Move the aligned branches in REPO (atomic, with leases).")
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("palign-report"),
+    show_default=True,
+    help="Where report.json and report.md go.",
+)
+def run(
+    repo: str,
+    targets: Sequence[str],
+    branch_globs: Sequence[str],
+    strategy: str,
+    workers: int | None,
+    apply_: bool,
+    report_dir: Path,
+) -> None:
+    """Align branches of REPO (a path or a file/ssh/http(s)/git URL) onto TARGET.
+
+    Backups of every selected branch go to refs/palign/backup/RUN_ID/ before anything
+    else, results to refs/palign/staged/RUN_ID/. Exit status: 0 every branch aligned,
+    up to date or merged; 1 some did not; 2 bad input; 3 infrastructure failure.
+    """
+    if workers is not None and workers < 1:
+        _fail(f"--workers must be at least 1 (got {workers})", ExitCode.BAD_INPUT)
+    if report_dir.exists() and not os.access(report_dir, os.W_OK):
+        _fail(f"report folder is not writable: {report_dir}", ExitCode.BAD_INPUT)
+    options = service.RunOptions(
+        repo=repo,
+        targets=targets,
+        branch_globs=branch_globs,
+        strategy=Strategy(strategy),
+        workers=workers or os.cpu_count() or 1,
+        apply=apply_,
+    )
+    planned, advance, stop = _progress([])
+    try:
+        report = service.run(options, on_result=advance, on_planned=planned)
+    finally:
+        stop()
+    json_path, _ = write(report, report_dir)
+    print_summary(report, json_path)
+    sys.exit(int(ExitCode.OK if not report.failed else ExitCode.BRANCHES_NOT_ALIGNED))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("repo")
+@click.argument("run_id")
+def apply(repo: str, run_id: str) -> None:
+    """Publish what RUN_ID staged: move its branches in REPO in one atomic transaction.
+
+    Each branch moves only if it still has the sha the run started from; one that moved
+    meanwhile is left alone and reported stale (exit 1).
+    """
+    outcome = service.apply(repo, run_id)
+    for name in outcome.applied:
+        click.echo(f"applied   {name}")
+    for name in outcome.already:
+        click.echo(f"unchanged {name} (already applied)")
+    for name in outcome.stale:
+        click.echo(f"stale     {name} (moved since the run; left alone)")
+    for name, reason in outcome.refused.items():
+        click.echo(f"refused   {name} ({reason})")
+    click.echo(f"{len(outcome.applied)} applied, {len(outcome.stale)} stale, {len(outcome.refused)} refused")
+    sys.exit(int(ExitCode.OK if not outcome.stale and not outcome.refused else ExitCode.BRANCHES_NOT_ALIGNED))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("repo")
+@click.argument("run_id")
+def rollback(repo: str, run_id: str) -> None:
+    """Put every branch RUN_ID applied back to its backup (each with a lease)."""
+    outcome = service.rollback(repo, run_id)
+    for name in outcome.restored:
+        click.echo(f"restored {name}")
+    for name in outcome.stale:
+        click.echo(f"stale    {name} (moved since the apply; left alone)")
+    click.echo(f"{len(outcome.restored)} restored, {len(outcome.stale)} left alone")
+    sys.exit(int(ExitCode.OK if not outcome.stale else ExitCode.BRANCHES_NOT_ALIGNED))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Build the sample repository here (default: a new temporary folder).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N", help="Worker processes.")
+def demo(directory: Path | None, workers: int | None) -> None:
+    """Build a sample repository (about 40 branches) and align it, with no services."""
+    from palign.demo import run_demo
+
+    run_demo(directory, workers=workers or os.cpu_count() or 1)
+
+
+def entry(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: the one place errors turn into exit codes."""
+    try:
+        main.main(args=list(argv) if argv is not None else None, prog_name="palign", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", ExitCode.INFRASTRUCTURE)
+    except click.UsageError as error:
+        _fail(error.format_message().replace("\n", " "), ExitCode.BAD_INPUT)
+    except PalignError as error:
+        _fail(str(error), exit_code_for(error))
+    except KeyboardInterrupt:
+        _fail("interrupted", ExitCode.INFRASTRUCTURE)
+    except OSError as error:
+        _fail(f"{type(error).__name__}: {error}", ExitCode.INFRASTRUCTURE)
+    except Exception as error:  # a bug: one line, the traceback only on request
+        if os.environ.get("PALIGN_DEBUG"):
+            raise
+        _fail(
+            f"internal error: {type(error).__name__}: {error} (set PALIGN_DEBUG=1 for a traceback)",
+            ExitCode.INFRASTRUCTURE,
+        )
+    sys.exit(0)

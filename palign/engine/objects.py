@@ -1,0 +1,98 @@
+"""Reading and writing raw commit objects, byte for byte like git's sequencer does."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import time
+from dataclasses import dataclass
+
+import pygit2
+
+COMMIT_TYPE = pygit2.enums.ObjectType.COMMIT
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    def signature_line(self, when: float | None = None) -> bytes:
+        """`Name <email> 1700000000 +0100`, git's ident format, with the local offset."""
+        stamp = int(time.time() if when is None else when)
+        offset_minutes = -(time.altzone if time.localtime(stamp).tm_isdst > 0 else time.timezone) // 60
+        sign = "+" if offset_minutes >= 0 else "-"
+        hours, minutes = divmod(abs(offset_minutes), 60)
+        return f"{self.name} <{self.email}> {stamp} {sign}{hours:02d}{minutes:02d}".encode()
+
+
+@dataclass(frozen=True)
+class RawCommit:
+    author: bytes
+    message: bytes
+    encoding: str | None
+
+
+def read_commit(repo: pygit2.Repository, oid: pygit2.Oid) -> RawCommit:
+    raw = repo.odb.read(oid)[1]
+    header, _, message = raw.partition(b"\n\n")
+    author = b""
+    encoding: str | None = None
+    for line in header.split(b"\n"):
+        if line.startswith(b"author "):
+            author = line[len(b"author ") :]
+        elif line.startswith(b"encoding "):
+            encoding = line[len(b"encoding ") :].decode("ascii", "replace")
+    return RawCommit(author=author, message=message, encoding=encoding)
+
+
+def _message_as_utf8(commit: RawCommit) -> bytes:
+    """The sequencer re-encodes a message that declares another encoding into UTF-8 and
+    drops the header; undeclared bytes are kept as they are."""
+    if commit.encoding is None:
+        return commit.message
+    try:
+        codec = codecs.lookup(commit.encoding)
+    except LookupError:
+        return commit.message
+    if codec.name == "utf-8":
+        return commit.message
+    return commit.message.decode(codec.name, "replace").encode("utf-8")
+
+
+def write_commit(
+    repo: pygit2.Repository,
+    *,
+    tree: pygit2.Oid,
+    parents: list[pygit2.Oid],
+    author: bytes,
+    committer: bytes,
+    message: bytes,
+) -> pygit2.Oid:
+    lines = [b"tree " + str(tree).encode()]
+    lines += [b"parent " + str(parent).encode() for parent in parents]
+    lines.append(b"author " + author)
+    lines.append(b"committer " + committer)
+    return repo.odb.write(COMMIT_TYPE, b"\n".join(lines) + b"\n\n" + message)
+
+
+def replay_commit(
+    repo: pygit2.Repository,
+    original: pygit2.Oid,
+    *,
+    tree: pygit2.Oid,
+    parent: pygit2.Oid,
+    committer: bytes,
+) -> pygit2.Oid:
+    """A copy of `original` on a new parent and tree: author and message kept, signatures dropped."""
+    source = read_commit(repo, original)
+    return write_commit(
+        repo, tree=tree, parents=[parent], author=source.author, committer=committer, message=_message_as_utf8(source)
+    )
+
+
+def committer_identity(config_name: str | None, config_email: str | None) -> Identity:
+    """PALIGN_COMMITTER_NAME/EMAIL win over git config; a fixed fallback keeps commits possible."""
+    name = os.environ.get("PALIGN_COMMITTER_NAME") or config_name or "palign"
+    email = os.environ.get("PALIGN_COMMITTER_EMAIL") or config_email or "palign@localhost"
+    return Identity(name=name, email=email)

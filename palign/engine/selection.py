@@ -1,0 +1,156 @@
+"""Which commits `git rebase TARGET` replays, in which order.
+
+git replays `TARGET..BRANCH` oldest first in graph order, drops merge commits, and skips
+a commit whose patch-id equals that of a commit in `BRANCH..TARGET` (unless it was empty
+to begin with). We decide that in memory and ask `git rev-list --cherry-mark` only when
+the answer could differ: the range holds merge commits (graph order), or a branch commit
+changes the same paths with the same added and removed lines as some target commit (a
+likely patch-id match, which git then confirms or not, context lines and all).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+
+import pygit2
+
+from palign.engine.ort import git_env
+from palign.engine.treeops import tree_diff
+
+SORT = pygit2.enums.SortMode
+
+PathKey = tuple[tuple[str, str, int], ...]
+LineKey = tuple[tuple[str, tuple[bytes, ...]], ...] | None  # None: binary, only git can tell
+_WHITESPACE = bytes.maketrans(b"", b"")
+
+
+@dataclass
+class PatchKeyCache:
+    """Per-process memo of each commit's changed-path key: target commits are diffed once
+    per worker process and run, not once per branch."""
+
+    keys: dict[pygit2.Oid, PathKey] = field(default_factory=dict)
+    lines: dict[pygit2.Oid, LineKey] = field(default_factory=dict)
+
+    def changed_lines(self, repo: pygit2.Repository, commit: pygit2.Commit) -> LineKey:
+        found = self.lines.get(commit.id)
+        if found is None:
+            found = _line_key(repo, commit)
+            self.lines[commit.id] = found
+        return found
+
+    def key(self, repo: pygit2.Repository, commit: pygit2.Commit) -> PathKey:
+        found = self.keys.get(commit.id)
+        if found is None:
+            found = _path_key(repo, commit)
+            self.keys[commit.id] = found
+        return found
+
+
+def _path_key(repo: pygit2.Repository, commit: pygit2.Commit) -> PathKey:
+    """The part of git's header-only patch-id we can compute cheaply: equal patch-ids
+    imply equal keys, so different keys prove two commits are not patch-equivalent."""
+    diff = tree_diff(commit.parents[0].tree if commit.parents else None, commit.tree)
+    items: list[tuple[str, str, int]] = []
+    for delta in diff.deltas:
+        status = delta.status
+        if status == pygit2.enums.DeltaStatus.ADDED:
+            items.append(("A", delta.new_file.path, int(delta.new_file.mode)))
+        elif status == pygit2.enums.DeltaStatus.DELETED:
+            items.append(("D", delta.old_file.path, int(delta.old_file.mode)))
+        else:
+            items.append(("M", delta.new_file.path, 0))
+    return tuple(sorted(items))
+
+
+def _line_key(repo: pygit2.Repository, commit: pygit2.Commit) -> LineKey:
+    """Added and removed lines per path, whitespace removed as patch-ids do: if these
+    differ, the patch-ids differ."""
+    diff = tree_diff(commit.parents[0].tree if commit.parents else None, commit.tree, context_lines=0)
+    files = []
+    for patch in diff:
+        assert patch is not None
+        if patch.delta.is_binary:
+            return None
+        changed = tuple(
+            line.origin.encode() + line.raw_content.translate(_WHITESPACE, b" \t\n\r\v\f")
+            for hunk in patch.hunks
+            for line in hunk.lines
+            if line.origin in "+-"
+        )
+        files.append((patch.delta.new_file.path, changed))
+    return tuple(sorted(files))
+
+
+@dataclass(frozen=True)
+class Selection:
+    commits: list[pygit2.Commit]
+    skipped: int  # commits git drops as already upstream (merge commits are not counted)
+    used_git: bool
+
+
+def is_empty(commit: pygit2.Commit) -> bool:
+    if not commit.parents:
+        return len(commit.tree) == 0
+    return commit.tree_id == commit.parents[0].tree_id
+
+
+def select_commits(
+    repo: pygit2.Repository, *, branch: pygit2.Oid, target: pygit2.Oid, cache: PatchKeyCache
+) -> Selection:
+    walker = repo.walk(branch, SORT.TOPOLOGICAL | SORT.REVERSE)
+    walker.hide(target)
+    in_range = list(walker)
+    if any(len(c.parents) > 1 for c in in_range):
+        return _select_with_git(repo, branch=branch, target=target)
+    candidates: dict[PathKey, list[pygit2.Commit]] = {}
+    for commit in in_range:
+        if not is_empty(commit):
+            candidates.setdefault(cache.key(repo, commit), []).append(commit)
+    if candidates:
+        upstream = repo.walk(target, SORT.NONE)
+        upstream.hide(branch)
+        for theirs in upstream:
+            if len(theirs.parents) > 1:
+                continue
+            same_paths = candidates.get(cache.key(repo, theirs))
+            if same_paths and _maybe_same_patch(repo, cache, theirs, same_paths):
+                return _select_with_git(repo, branch=branch, target=target)
+    return Selection(commits=in_range, skipped=0, used_git=False)
+
+
+def _maybe_same_patch(
+    repo: pygit2.Repository, cache: PatchKeyCache, theirs: pygit2.Commit, ours: list[pygit2.Commit]
+) -> bool:
+    their_lines = cache.changed_lines(repo, theirs)
+    return any(their_lines is None or cache.changed_lines(repo, c) in (None, their_lines) for c in ours)
+
+
+def _select_with_git(repo: pygit2.Repository, *, branch: pygit2.Oid, target: pygit2.Oid) -> Selection:
+    proc = subprocess.run(
+        [
+            "git",
+            "--git-dir",
+            repo.path,
+            "rev-list",
+            "--cherry-mark",
+            "--right-only",
+            "--no-merges",
+            "--topo-order",
+            "--reverse",
+            f"{target}...{branch}",
+        ],
+        capture_output=True,
+        env=git_env(),
+        check=True,
+    )
+    commits: list[pygit2.Commit] = []
+    skipped = 0
+    for line in proc.stdout.decode().split():
+        mark, commit = line[0], repo[line[1:]]
+        if mark == "=" and not is_empty(commit):  # type: ignore[arg-type]
+            skipped += 1
+        else:
+            commits.append(commit)  # type: ignore[arg-type]
+    return Selection(commits=commits, skipped=skipped, used_git=True)

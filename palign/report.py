@@ -1,0 +1,138 @@
+"""report.json (the orchestration_results / overall_summary layout) and report.md."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from palign.model import BranchResult
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "report.schema.json"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    repository: str
+    strategy: str
+    targets: dict[str, str]  # target ref -> sha it was aligned onto
+    results: list[BranchResult]
+    started_at: datetime
+    total_time_seconds: float
+    applied: bool = False
+    circuit_breaker_triggered: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def successful(self) -> list[BranchResult]:
+        return [r for r in self.results if r.status.successful]
+
+    @property
+    def failed(self) -> list[BranchResult]:
+        return [r for r in self.results if not r.status.successful]
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for result in self.results:
+            counts[result.status.value] = counts.get(result.status.value, 0) + 1
+        return counts
+
+
+def _branch_json(result: BranchResult) -> dict[str, Any]:
+    return {
+        "branch_name": result.branch_name,
+        "status": result.status.value,
+        "strategy": result.strategy_used.value if result.strategy_used else None,
+        "old_sha": result.old_sha,
+        "new_sha": result.new_sha,
+        "applied": result.applied,
+        "commits_replayed": result.commits_replayed,
+        "commits_skipped": result.commits_skipped,
+        "conflicts": [{"path": c.path, "commit": c.commit} for c in result.conflicts],
+        "errors_detected": list(result.errors_detected),
+        "error_message": result.error_message,
+        "integration_time_seconds": result.integration_time_seconds,
+    }
+
+
+def to_json(report: RunReport) -> dict[str, Any]:
+    by_target: dict[str, dict[str, Any]] = {}
+    for target, target_sha in report.targets.items():
+        name = target.removeprefix("refs/heads/")
+        mine = [r for r in report.results if r.target == target]
+        by_target[name] = {
+            "target_branch": name,
+            "target_sha": target_sha,
+            "processed_branches": len(mine),
+            "successful": sum(r.status.successful for r in mine),
+            "failed": sum(not r.status.successful for r in mine),
+            "branches": [_branch_json(r) for r in sorted(mine, key=lambda r: r.branch_name)],
+        }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": report.run_id,
+        "repository": report.repository,
+        "strategy": report.strategy,
+        "applied": report.applied,
+        "orchestration_results": by_target,
+        "overall_summary": {
+            "total_branches_processed": len(report.results),
+            "total_successful": len(report.successful),
+            "total_failed": len(report.failed),
+            "total_time_seconds": round(report.total_time_seconds, 3),
+            "circuit_breaker_triggered": report.circuit_breaker_triggered,
+            "execution_timestamp": report.started_at.astimezone(timezone.utc).isoformat(),
+            "status_counts": report.counts(),
+        },
+    }
+
+
+def to_markdown(report: RunReport) -> str:
+    data = to_json(report)
+    summary = data["overall_summary"]
+    lines = [
+        f"# palign run {report.run_id}",
+        "",
+        f"- repository: `{report.repository}`",
+        f"- strategy: {report.strategy}; applied: {'yes' if report.applied else 'no (staged under refs/palign/staged/' + report.run_id + '/)'}",
+        f"- {summary['total_branches_processed']} branches: {summary['total_successful']} successful, "
+        f"{summary['total_failed']} not; {summary['total_time_seconds']} s",
+        "- " + ", ".join(f"{status}: {count}" for status, count in sorted(summary["status_counts"].items())),
+        "",
+    ]
+    for name, target in data["orchestration_results"].items():
+        lines += [
+            f"## onto `{name}` ({target['target_sha'][:12]})",
+            "",
+            "| branch | status | strategy | old | new | replayed | skipped | detail |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for branch in target["branches"]:
+            detail = branch["error_message"] or ", ".join(
+                f"`{c['path']}` at {c['commit'][:12]}" for c in branch["conflicts"]
+            )
+            detail = detail.replace("|", "\\|")
+            lines.append(
+                f"| `{branch['branch_name']}` | {branch['status']} | {branch['strategy'] or ''} | "
+                f"{branch['old_sha'][:12]} | {(branch['new_sha'] or '')[:12]} | {branch['commits_replayed']} | "
+                f"{branch['commits_skipped']} | {detail} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(report: RunReport, directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "report.json"
+    md_path = directory / "report.md"
+    json_path.write_text(json.dumps(to_json(report), indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(to_markdown(report), encoding="utf-8")
+    return json_path, md_path
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

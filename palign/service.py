@@ -1,0 +1,271 @@
+"""The one service layer the CLI (and later the API) call: run, apply, rollback.
+
+A run: check the input, sync the mirror, select branches, keep backups in REPO, align in
+memory, stage the results in REPO, apply them if asked, report. Nothing is written to
+REPO or to the report folder before every input check has passed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pygit2
+
+from palign.engine.objects import Identity, committer_identity
+from palign.errors import GitCommandError, InputError, NoBranchMatched, UnknownRun, UnknownTarget
+from palign.executor.local import run_local
+from palign.model import (
+    BRANCH_PREFIX,
+    PALIGN_NAMESPACE,
+    AlignRequest,
+    BranchResult,
+    Sha,
+    Status,
+    Strategy,
+    applied_ref,
+    backup_ref,
+    short_name,
+    staged_ref,
+)
+from palign.report import RunReport, now
+from palign.transport import Mirror, RepoLocation, checked_out_branches, parse_location, user_identity
+
+ProgressCallback = Callable[[BranchResult], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    repo: str
+    targets: Sequence[str]
+    branch_globs: Sequence[str] = ()
+    strategy: Strategy = Strategy.REBASE
+    workers: int = 1
+    apply: bool = False
+
+
+@dataclass
+class ApplyOutcome:
+    applied: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def new_run_id(at: datetime) -> str:
+    return f"{at.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def _resolve_target(refs: dict[str, str], name: str) -> str:
+    for candidate in (name, f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"):
+        if candidate.startswith("refs/") and candidate in refs and not candidate.startswith(PALIGN_NAMESPACE):
+            return candidate
+    raise UnknownTarget(f"unknown target: {name!r} is not a branch or ref of the repository")
+
+
+def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str]) -> list[str]:
+    """Branch refs to align: every branch, or those whose short name (or full ref name,
+    for globs starting with refs/) matches a glob; targets are never selected."""
+    if globs:
+        chosen = [
+            ref
+            for ref in refs
+            if ref not in exclude
+            and not ref.startswith(PALIGN_NAMESPACE)
+            and any(
+                fnmatch.fnmatchcase(ref, g)
+                if g.startswith("refs/")
+                else ref.startswith(BRANCH_PREFIX) and fnmatch.fnmatchcase(short_name(ref), g)
+                for g in globs
+            )
+        ]
+        if not chosen:
+            raise NoBranchMatched(f"no branch matches {', '.join(repr(g) for g in globs)}")
+    else:
+        chosen = [ref for ref in refs if ref.startswith(BRANCH_PREFIX) and ref not in exclude]
+        if not chosen:
+            raise NoBranchMatched("the repository has no branches besides the target")
+    return sorted(chosen)
+
+
+def _identity(location: RepoLocation) -> Identity:
+    return committer_identity(*user_identity(location))
+
+
+def prepare(options: RunOptions) -> tuple[Mirror, dict[str, str], list[AlignRequest]]:
+    """Every input check, and the plan: raises InputError before anything is written."""
+    if options.workers < 1:
+        raise InputError(f"--workers must be at least 1 (got {options.workers})")
+    if len(options.targets) != 1:
+        raise InputError("give exactly one --onto target (several targets come with the planner)")
+    location = parse_location(options.repo)
+    mirror = Mirror(location)
+    mirror.sync()
+    refs = mirror.ref_values("refs/")
+    targets = {_resolve_target(refs, t): "" for t in options.targets}
+    for target in targets:
+        targets[target] = refs[target]
+    target, target_sha = next(iter(targets.items()))
+    repo = pygit2.Repository(str(mirror.path))
+    peeled = str(repo.revparse_single(target_sha).peel(pygit2.Commit).id)
+    targets[target] = peeled
+    branches = select_branches(refs, options.branch_globs, exclude=set(targets))
+    requests = []
+    for ref in branches:
+        try:
+            ahead, _ = repo.ahead_behind(refs[ref], peeled)
+        except (pygit2.GitError, KeyError, ValueError):
+            ahead = 0
+        requests.append(
+            AlignRequest(
+                refname=ref,
+                old_sha=Sha(refs[ref]),
+                target=target,
+                target_sha=Sha(peeled),
+                strategy=options.strategy,
+                cost=ahead,
+            )
+        )
+    return mirror, targets, requests
+
+
+def run(
+    options: RunOptions, *, on_result: ProgressCallback | None = None, on_planned: Callable[[int], None] | None = None
+) -> RunReport:
+    started_at = now()
+    clock = time.perf_counter()
+    mirror, targets, requests = prepare(options)
+    if on_planned is not None:
+        on_planned(len(requests))
+    run_id = new_run_id(started_at)
+    # Backups first: from here on every selected branch can be put back.
+    mirror.push(f"{r.old_sha}:{backup_ref(run_id, r.branch)}" for r in requests)
+    results = run_local(
+        str(mirror.path), _identity(mirror.location), requests, workers=options.workers, on_result=on_result
+    )
+    mirror.push(
+        f"{r.new_sha}:{staged_ref(run_id, r.branch_name)}"
+        for r in results
+        if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
+    )
+    report = RunReport(
+        run_id=run_id,
+        repository=mirror.location.display,
+        strategy=options.strategy.value,
+        targets=targets,
+        results=results,
+        started_at=started_at,
+        total_time_seconds=0.0,
+    )
+    if options.apply:
+        outcome = apply(options.repo, run_id, mirror=mirror)
+        by_name = {r.branch_name: r for r in results}
+        for name in outcome.applied + outcome.already:
+            by_name[name].applied = True
+        for name in outcome.stale:
+            by_name[name].status = Status.STALE
+            by_name[name].error_message = "the branch moved after it was planned; left alone"
+            by_name[name].errors_detected.append("stale_branch")
+        for name, reason in outcome.refused.items():
+            by_name[name].status = Status.ERROR
+            by_name[name].error_message = reason
+            by_name[name].errors_detected.append("apply_refused")
+        report.applied = True
+    report.total_time_seconds = time.perf_counter() - clock
+    return report
+
+
+def _branch_ref(name: str) -> str:
+    return name if name.startswith("refs/") else BRANCH_PREFIX + name
+
+
+def _run_refs(refs: dict[str, str], kind: str, run_id: str) -> dict[str, str]:
+    prefix = f"{PALIGN_NAMESPACE}{kind}/{run_id}/"
+    return {ref[len(prefix) :]: value for ref, value in refs.items() if ref.startswith(prefix)}
+
+
+def _check_run_id(run_id: str) -> None:
+    if not run_id or "/" in run_id or run_id.startswith("-") or not all(c.isalnum() or c in "-_." for c in run_id):
+        raise UnknownRun(f"not a run id: {run_id!r}")
+
+
+def apply(repo: str, run_id: str, *, mirror: Mirror | None = None) -> ApplyOutcome:
+    """Move every branch staged by `run_id` in one atomic transaction, each with a lease on
+    the sha it had when the run planned it; branches that moved since are left alone."""
+    _check_run_id(run_id)
+    mirror = mirror or Mirror(parse_location(repo))
+    for attempt in range(3):
+        mirror.sync()
+        refs = mirror.ref_values("refs/")
+        backups = _run_refs(refs, "backup", run_id)
+        if not backups:
+            raise UnknownRun(f"unknown run id: {run_id} (no refs/palign/backup/{run_id}/ in the repository)")
+        staged = _run_refs(refs, "staged", run_id)
+        busy = checked_out_branches(mirror.location)
+        outcome = ApplyOutcome()
+        specs: list[str] = []
+        leases: dict[str, str] = {}
+        for name, new in sorted(staged.items()):
+            ref = _branch_ref(name)
+            current = refs.get(ref)
+            if current == new:
+                outcome.already.append(name)
+            elif current != backups.get(name):
+                outcome.stale.append(name)
+            elif ref in busy:
+                outcome.refused[name] = "checked out in a working tree of the repository; not moved"
+            else:
+                specs += [f"{new}:{ref}", f"{new}:{applied_ref(run_id, name)}"]
+                leases[ref] = backups[name]
+                outcome.applied.append(name)
+        try:
+            mirror.push(specs, leases=leases, atomic=True)
+            return outcome
+        except GitCommandError:
+            if attempt == 2:
+                raise
+            # A lease failed: someone moved a branch between our sync and the push. Look again.
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class RollbackOutcome:
+    restored: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+
+def rollback(repo: str, run_id: str) -> RollbackOutcome:
+    """Put every branch `run_id` applied back to its backup, each with a lease on the sha
+    the run gave it; a branch that moved since is left alone and reported."""
+    _check_run_id(run_id)
+    mirror = Mirror(parse_location(repo))
+    for attempt in range(3):
+        mirror.sync()
+        refs = mirror.ref_values("refs/")
+        backups = _run_refs(refs, "backup", run_id)
+        if not backups:
+            raise UnknownRun(f"unknown run id: {run_id} (no refs/palign/backup/{run_id}/ in the repository)")
+        applied = _run_refs(refs, "applied", run_id)
+        outcome = RollbackOutcome()
+        specs: list[str] = []
+        leases: dict[str, str] = {}
+        for name, new in sorted(applied.items()):
+            ref = _branch_ref(name)
+            if refs.get(ref) != new:
+                outcome.stale.append(name)
+                continue
+            specs += [f"{backups[name]}:{ref}", f":{applied_ref(run_id, name)}"]
+            leases[ref] = new
+            leases[applied_ref(run_id, name)] = new
+            outcome.restored.append(name)
+        try:
+            mirror.push(specs, leases=leases, atomic=True)
+            return outcome
+        except GitCommandError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

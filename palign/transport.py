@@ -1,0 +1,202 @@
+"""Everything that talks to REPO: URL checks, the bare mirror in the cache, fetches and
+pushes with leases. Only this module runs git against another repository.
+
+Commands run through GitPython's `Git.execute` with an argument list (never a shell) in
+the environment of `ort.git_env`: hooks off, no prompts, transports allow-listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+import platformdirs
+from filelock import FileLock
+
+from palign.engine.ort import git_env
+from palign.errors import GitCommandError, RepositoryNotFound, TransportRefused
+
+ALLOWED_SCHEMES = ("file", "ssh", "https", "http", "git")
+# Pushing to a repository on this machine runs its receive-pack here: keep its hooks off too.
+_LOCAL_RECEIVE_PACK = "git -c core.hooksPath=/dev/null receive-pack"
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
+_ZERO = "0" * 40
+
+
+@dataclass(frozen=True)
+class RepoLocation:
+    """A validated REPO argument: `url` is what git gets, `local_path` is set for local repos."""
+
+    url: str
+    local_path: Path | None
+
+    @property
+    def display(self) -> str:
+        return str(self.local_path) if self.local_path is not None else _redact(self.url)
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+def parse_location(repo: str) -> RepoLocation:
+    """Accept a local path or an allow-listed URL; refuse everything else (ext::, fd::...)."""
+    if not repo or "\0" in repo or "\n" in repo:
+        raise RepositoryNotFound("repository argument is empty or contains control characters")
+    if "::" in repo.split("/", 1)[0]:
+        raise TransportRefused(f"transport refused: {repo.split('::', 1)[0]}:: (allowed: {', '.join(ALLOWED_SCHEMES)})")
+    scheme_match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", repo)
+    if scheme_match:
+        scheme = scheme_match.group(1).lower()
+        if scheme not in ALLOWED_SCHEMES:
+            raise TransportRefused(f"transport refused: {scheme}:// (allowed: {', '.join(ALLOWED_SCHEMES)})")
+        if scheme == "file":
+            return _local(Path(repo[len("file://") :]), url=repo)
+        return RepoLocation(url=repo, local_path=None)
+    if _SCP_LIKE.match(repo):
+        return RepoLocation(url=repo, local_path=None)  # user@host:path is ssh
+    return _local(Path(repo), url=None)
+
+
+def _local(path: Path, *, url: str | None) -> RepoLocation:
+    resolved = path.expanduser().resolve()
+    if not resolved.exists():
+        raise RepositoryNotFound(f"repository not found: {path}")
+    git_dir = resolved / ".git" if (resolved / ".git").exists() else resolved
+    if not (git_dir / "HEAD").exists() or not (git_dir / "objects").exists():
+        raise RepositoryNotFound(f"not a git repository: {path}")
+    return RepoLocation(url=url or str(resolved), local_path=resolved)
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("PALIGN_CACHE_DIR")
+    return Path(configured) if configured else Path(platformdirs.user_cache_dir("palign"))
+
+
+def _run(args: Sequence[str], *, cwd: Path | None = None) -> str:
+    command = ["git", *args]
+    try:
+        output = git.Git(str(cwd) if cwd else None).execute(
+            command, env=git_env(), with_extended_output=False, stdout_as_string=True
+        )
+    except git.GitCommandError as error:
+        raise GitCommandError(
+            args[0] if args else "", error.status if isinstance(error.status, int) else 1, str(error.stderr)
+        ) from None
+    except FileNotFoundError as error:
+        raise GitCommandError(args[0] if args else "", 127, f"git not found: {error}") from None
+    return str(output)
+
+
+class Mirror:
+    """palign's bare mirror of REPO in the cache; one lock per mirror serialises fetches
+    among the processes (and later the Celery workers) of this machine."""
+
+    def __init__(self, location: RepoLocation, root: Path | None = None) -> None:
+        self.location = location
+        key = hashlib.sha256(location.url.encode()).hexdigest()[:16]
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", location.url.rstrip("/").rsplit("/", 1)[-1])[:40]
+        base = root or cache_dir()
+        self.path = base / "mirrors" / f"{name}-{key}.git"
+        self._lock = FileLock(str(self.path) + ".lock")
+
+    def git(self, *args: str) -> str:
+        return _run(["--git-dir", str(self.path), *args])
+
+    def sync(self) -> None:
+        """Create the mirror or bring it up to date with every ref of REPO."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if not (self.path / "HEAD").exists():
+                self._clone()
+            else:
+                self._fetch()
+
+    def _clone(self) -> None:
+        staging = self.path.with_name(self.path.name + ".new")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            _run(["clone", "--quiet", "--mirror", "--end-of-options", self.location.url, str(staging)])
+        except GitCommandError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+        _run(["--git-dir", str(staging), "config", "gc.auto", "0"])
+        _run(["--git-dir", str(staging), "config", "core.hooksPath", "/dev/null"])
+        staging.rename(self.path)
+
+    def _fetch(self) -> None:
+        try:
+            self.git(
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--no-write-fetch-head",
+                "--end-of-options",
+                self.location.url,
+                "+refs/*:refs/*",
+            )
+        except GitCommandError as error:
+            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+
+    def push(self, refspecs: Iterable[str], *, leases: dict[str, str] | None = None, atomic: bool = False) -> None:
+        """Push `sha:ref` refspecs to REPO; each lease pins a ref to the value it must have."""
+        specs = list(refspecs)
+        if not specs:
+            return
+        args = ["push", "--quiet", "--porcelain"]
+        if atomic:
+            args.append("--atomic")
+        if self.location.local_path is not None:
+            args.append(f"--receive-pack={_LOCAL_RECEIVE_PACK}")
+        for ref, expected in (leases or {}).items():
+            args.append(f"--force-with-lease={ref}:{expected if expected != _ZERO else ''}")
+        # Chunks keep command lines bounded for very large runs; only atomic pushes must be one.
+        chunk = len(specs) if atomic else 2000
+        for start in range(0, len(specs), chunk):
+            self.git(*args, "--end-of-options", self.location.url, *specs[start : start + chunk])
+
+    def ref_values(self, pattern: str) -> dict[str, str]:
+        """Refs of the mirror under `pattern` (as of the last sync), name -> sha."""
+        out = self.git("for-each-ref", "--format=%(objectname) %(refname)", pattern)
+        values: dict[str, str] = {}
+        for line in out.splitlines():
+            value, _, name = line.partition(" ")
+            values[name] = value
+        return values
+
+    def config_value(self, key: str) -> str | None:
+        try:
+            return self.git("config", "--get", key).strip() or None
+        except GitCommandError:
+            return None
+
+
+def _last_line(error: GitCommandError) -> str:
+    lines = [line.strip() for line in error.stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit {error.status}"
+
+
+def checked_out_branches(location: RepoLocation) -> set[str]:
+    """Branches checked out in REPO's working trees (git refuses to move those by push)."""
+    if location.local_path is None or not (location.local_path / ".git").exists():
+        return set()
+    out = _run(["-C", str(location.local_path), "worktree", "list", "--porcelain"])
+    return {line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("branch ")}
+
+
+def user_identity(location: RepoLocation) -> tuple[str | None, str | None]:
+    """user.name / user.email as git would see them in REPO (or globally for URLs)."""
+    args = ["-C", str(location.local_path)] if location.local_path is not None else []
+    values: list[str | None] = []
+    for key in ("user.name", "user.email"):
+        try:
+            values.append(_run([*args, "config", "--get", key]).strip() or None)
+        except GitCommandError:
+            values.append(None)
+    return values[0], values[1]
