@@ -94,11 +94,12 @@ def to_json(report: RunReport) -> dict[str, Any]:
 def to_markdown(report: RunReport) -> str:
     data = to_json(report)
     summary = data["overall_summary"]
+    applied = "yes" if report.applied else f"no (staged under refs/palign/staged/{report.run_id}/)"
     lines = [
         f"# palign run {report.run_id}",
         "",
         f"- repository: `{report.repository}`",
-        f"- strategy: {report.strategy}; applied: {'yes' if report.applied else 'no (staged under refs/palign/staged/' + report.run_id + '/)'}",
+        f"- strategy: {report.strategy}; applied: {applied}",
         f"- {summary['total_branches_processed']} branches: {summary['total_successful']} successful, "
         f"{summary['total_failed']} not; {summary['total_time_seconds']} s",
         "- " + ", ".join(f"{status}: {count}" for status, count in sorted(summary["status_counts"].items())),
