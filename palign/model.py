@@ -79,6 +79,8 @@ class AlignRequest:
     target_sha: Sha
     strategy: Strategy
     cost: int = 0
+    ahead: int = -1  # commits of the branch not in the target; -1 when not known
+    behind: int = -1  # commits of the target not in the branch
 
     @property
     def branch(self) -> str:

@@ -12,17 +12,33 @@ from typing import Any
 import pygit2
 
 from palign.engine.align import AlignContext, align_branch
+from palign.engine.changes import ChangeIndex
 from palign.engine.objects import Identity
+from palign.engine.selection import PatchKeyCache
 from palign.model import AlignRequest, Sha, Strategy
 
+# Worker memory stays bounded: libgit2's object cache defaults to 256 MiB per process.
+_OBJECT_CACHE_BYTES = 32 * 1024 * 1024
+
 _contexts: dict[tuple[str, Identity], AlignContext] = {}
+_change_indexes: dict[str, ChangeIndex] = {}
 
 
-def context_for(mirror_path: str, identity: Identity) -> AlignContext:
-    key = (mirror_path, identity)
+def preload_changes(git_dir: str, commits: list[str]) -> None:
+    """Diff `commits` now, in this process: workers forked afterwards inherit the index."""
+    _change_indexes.setdefault(git_dir, ChangeIndex()).ensure(git_dir, commits)
+
+
+def context_for(git_dir: str, identity: Identity) -> AlignContext:
+    key = (git_dir, identity)
     ctx = _contexts.get(key)
     if ctx is None:
-        ctx = AlignContext(repo=pygit2.Repository(mirror_path), identity=identity)
+        pygit2.settings.cache_max_size(_OBJECT_CACHE_BYTES)
+        # libgit2 caches no tree above 4 KiB by default: wide directories were re-inflated
+        # on every path lookup.
+        pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 4 * 1024 * 1024)
+        changes = _change_indexes.setdefault(git_dir, ChangeIndex())
+        ctx = AlignContext(repo=pygit2.Repository(git_dir), identity=identity, cache=PatchKeyCache(changes=changes))
         _contexts[key] = ctx
     return ctx
 
@@ -35,6 +51,8 @@ def request_to_json(request: AlignRequest) -> dict[str, Any]:
         "target_sha": request.target_sha,
         "strategy": request.strategy.value,
         "cost": request.cost,
+        "ahead": request.ahead,
+        "behind": request.behind,
     }
 
 
@@ -46,6 +64,8 @@ def request_from_json(data: dict[str, Any]) -> AlignRequest:
         target_sha=Sha(data["target_sha"]),
         strategy=Strategy(data["strategy"]),
         cost=int(data.get("cost", 0)),
+        ahead=int(data.get("ahead", -1)),
+        behind=int(data.get("behind", -1)),
     )
 
 

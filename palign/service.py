@@ -16,6 +16,7 @@ from datetime import datetime
 
 import pygit2
 
+from palign.engine.changes import commits_of_run
 from palign.engine.objects import Identity, committer_identity
 from palign.errors import GitCommandError, InputError, NoBranchMatched, UnknownRun, UnknownTarget
 from palign.executor.local import run_local
@@ -33,6 +34,7 @@ from palign.model import (
     staged_ref,
 )
 from palign.report import RunReport, now
+from palign.scratch import ScratchStore
 from palign.transport import Mirror, RepoLocation, checked_out_branches, parse_location, user_identity
 
 ProgressCallback = Callable[[BranchResult], None]
@@ -117,9 +119,9 @@ def prepare(options: RunOptions) -> tuple[Mirror, dict[str, str], list[AlignRequ
     requests = []
     for ref in branches:
         try:
-            ahead, _ = repo.ahead_behind(refs[ref], peeled)
+            ahead, behind = repo.ahead_behind(refs[ref], peeled)
         except (pygit2.GitError, KeyError, ValueError):
-            ahead = 0
+            ahead, behind = -1, -1
         requests.append(
             AlignRequest(
                 refname=ref,
@@ -127,7 +129,9 @@ def prepare(options: RunOptions) -> tuple[Mirror, dict[str, str], list[AlignRequ
                 target=target,
                 target_sha=Sha(peeled),
                 strategy=options.strategy,
-                cost=ahead,
+                cost=max(ahead, 0),
+                ahead=ahead,
+                behind=behind,
             )
         )
     return mirror, targets, requests
@@ -142,16 +146,36 @@ def run(
     if on_planned is not None:
         on_planned(len(requests))
     run_id = new_run_id(started_at)
-    # Backups first: from here on every selected branch can be put back.
-    mirror.push(f"{r.old_sha}:{backup_ref(run_id, r.branch)}" for r in requests)
-    results = run_local(
-        str(mirror.path), _identity(mirror.location), requests, workers=options.workers, on_result=on_result
-    )
-    mirror.push(
-        f"{r.new_sha}:{staged_ref(run_id, r.branch_name)}"
-        for r in results
-        if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
-    )
+    with ScratchStore(mirror.path, run_id) as scratch:
+        repo = pygit2.Repository(str(scratch.path))
+        touched = [
+            commit
+            for target_sha in {r.target_sha for r in requests}
+            for commit in commits_of_run(
+                repo,
+                pygit2.Oid(hex=target_sha),
+                [pygit2.Oid(hex=r.old_sha) for r in requests if r.target_sha == target_sha],
+            )
+        ]
+        results = run_local(
+            str(scratch.path),
+            _identity(mirror.location),
+            requests,
+            workers=options.workers,
+            on_result=on_result,
+            preload_commits=touched,
+        )
+        # Backups and staged results land together, in one push: no branch moves before
+        # both are in REPO (only --apply / `palign apply` move branches).
+        mirror.push(
+            [f"{r.old_sha}:{backup_ref(run_id, r.branch)}" for r in requests]
+            + [
+                f"{r.new_sha}:{staged_ref(run_id, r.branch_name)}"
+                for r in results
+                if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
+            ],
+            objects_from=scratch.path,
+        )
     report = RunReport(
         run_id=run_id,
         repository=mirror.location.display,
@@ -188,6 +212,18 @@ def _run_refs(refs: dict[str, str], kind: str, run_id: str) -> dict[str, str]:
     return {ref[len(prefix) :]: value for ref, value in refs.items() if ref.startswith(prefix)}
 
 
+def _refs_of_run(mirror: Mirror, run_id: str) -> dict[str, str]:
+    """REPO's branches and the run's refs, read from REPO itself (leases need the truth)."""
+    refs = mirror.remote_refs("refs/heads/*", f"{PALIGN_NAMESPACE}*/{run_id}/*")
+    if not _run_refs(refs, "backup", run_id):
+        raise UnknownRun(f"unknown run id: {run_id} (no refs/palign/backup/{run_id}/ in the repository)")
+    non_branch = {name for kind in ("backup", "staged") for name in _run_refs(refs, kind, run_id)}
+    extra = [name for name in non_branch if name.startswith("refs/")]
+    if extra:
+        refs.update(mirror.remote_refs(*extra))
+    return refs
+
+
 def _check_run_id(run_id: str) -> None:
     if not run_id or "/" in run_id or run_id.startswith("-") or not all(c.isalnum() or c in "-_." for c in run_id):
         raise UnknownRun(f"not a run id: {run_id!r}")
@@ -199,11 +235,8 @@ def apply(repo: str, run_id: str, *, mirror: Mirror | None = None) -> ApplyOutco
     _check_run_id(run_id)
     mirror = mirror or Mirror(parse_location(repo))
     for attempt in range(3):
-        mirror.sync()
-        refs = mirror.ref_values("refs/")
+        refs = _refs_of_run(mirror, run_id)
         backups = _run_refs(refs, "backup", run_id)
-        if not backups:
-            raise UnknownRun(f"unknown run id: {run_id} (no refs/palign/backup/{run_id}/ in the repository)")
         staged = _run_refs(refs, "staged", run_id)
         busy = checked_out_branches(mirror.location)
         outcome = ApplyOutcome()
@@ -244,11 +277,8 @@ def rollback(repo: str, run_id: str) -> RollbackOutcome:
     _check_run_id(run_id)
     mirror = Mirror(parse_location(repo))
     for attempt in range(3):
-        mirror.sync()
-        refs = mirror.ref_values("refs/")
+        refs = _refs_of_run(mirror, run_id)
         backups = _run_refs(refs, "backup", run_id)
-        if not backups:
-            raise UnknownRun(f"unknown run id: {run_id} (no refs/palign/backup/{run_id}/ in the repository)")
         applied = _run_refs(refs, "applied", run_id)
         outcome = RollbackOutcome()
         specs: list[str] = []

@@ -19,8 +19,9 @@ import git
 import platformdirs
 from filelock import FileLock
 
-from palign.engine.ort import git_env
 from palign.errors import GitCommandError, RepositoryNotFound, TransportRefused
+from palign.gitenv import git_env
+from palign.model import PALIGN_NAMESPACE
 
 ALLOWED_SCHEMES = ("file", "ssh", "https", "http", "git")
 # Pushing to a repository on this machine runs its receive-pack here: keep its hooks off too.
@@ -121,31 +122,72 @@ class Mirror:
     def _clone(self) -> None:
         staging = self.path.with_name(self.path.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
-        try:
-            _run(["clone", "--quiet", "--mirror", "--end-of-options", self.location.url, str(staging)])
-        except GitCommandError as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+        _run(["init", "--quiet", "--bare", str(staging)])
         _run(["--git-dir", str(staging), "config", "gc.auto", "0"])
         _run(["--git-dir", str(staging), "config", "core.hooksPath", "/dev/null"])
+        objects = self._local_objects()
+        if objects is not None:
+            # A repository on this machine lends its objects instead of copying them; every
+            # run re-syncs the refs, so nothing here outlives REPO's own objects.
+            (staging / "objects" / "info" / "alternates").write_text(f"{objects}\n")
+        try:
+            self._fetch(staging)
+        except RepositoryNotFound:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         staging.rename(self.path)
 
-    def _fetch(self) -> None:
+    def _local_objects(self) -> Path | None:
+        if self.location.local_path is None:
+            return None
+        for git_dir in (self.location.local_path / ".git", self.location.local_path):
+            if (git_dir / "objects").is_dir() and (git_dir / "HEAD").is_file():
+                return (git_dir / "objects").resolve()
+        return None
+
+    def _fetch(self, git_dir: Path | None = None) -> None:
+        """Every ref of REPO but palign's own (runs' backups and staging stay in REPO)."""
         try:
-            self.git(
-                "fetch",
-                "--quiet",
-                "--prune",
-                "--no-write-fetch-head",
-                "--end-of-options",
-                self.location.url,
-                "+refs/*:refs/*",
+            _run(
+                [
+                    "--git-dir",
+                    str(git_dir or self.path),
+                    "fetch",
+                    "--quiet",
+                    "--prune",
+                    "--no-write-fetch-head",
+                    "--end-of-options",
+                    self.location.url,
+                    "+refs/*:refs/*",
+                    f"^{PALIGN_NAMESPACE}*",
+                ]
             )
         except GitCommandError as error:
             raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
 
-    def push(self, refspecs: Iterable[str], *, leases: dict[str, str] | None = None, atomic: bool = False) -> None:
-        """Push `sha:ref` refspecs to REPO; each lease pins a ref to the value it must have."""
+    def remote_refs(self, *patterns: str) -> dict[str, str]:
+        """Refs of REPO itself right now, name -> sha (for palign's namespace and leases)."""
+        try:
+            out = self.git("ls-remote", "--end-of-options", self.location.url, *patterns)
+        except GitCommandError as error:
+            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+        values: dict[str, str] = {}
+        for line in out.splitlines():
+            value, _, name = line.partition("\t")
+            if not name.endswith("^{}"):
+                values[name] = value
+        return values
+
+    def push(
+        self,
+        refspecs: Iterable[str],
+        *,
+        leases: dict[str, str] | None = None,
+        atomic: bool = False,
+        objects_from: Path | None = None,
+    ) -> None:
+        """Push `sha:ref` refspecs to REPO; each lease pins a ref to the value it must have.
+        `objects_from` is a repository holding new objects (a scratch store)."""
         specs = list(refspecs)
         if not specs:
             return
@@ -158,8 +200,9 @@ class Mirror:
             args.append(f"--force-with-lease={ref}:{expected if expected != _ZERO else ''}")
         # Chunks keep command lines bounded for very large runs; only atomic pushes must be one.
         chunk = len(specs) if atomic else 2000
+        git_dir = str(objects_from or self.path)
         for start in range(0, len(specs), chunk):
-            self.git(*args, "--end-of-options", self.location.url, *specs[start : start + chunk])
+            _run(["--git-dir", git_dir, *args, "--end-of-options", self.location.url, *specs[start : start + chunk]])
 
     def ref_values(self, pattern: str) -> dict[str, str]:
         """Refs of the mirror under `pattern` (as of the last sync), name -> sha."""

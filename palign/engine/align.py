@@ -8,9 +8,21 @@ from dataclasses import dataclass, field
 import pygit2
 
 from palign.engine import ort
+from palign.engine.attributes import NAME as ATTRIBUTES_FILE
+from palign.engine.attributes import attribute_files, merge_attributes
 from palign.engine.objects import Identity, replay_commit, write_commit
 from palign.engine.selection import PatchKeyCache, is_empty, select_commits
-from palign.engine.treeops import apply_changes, changed_entries, empty_tree, trivially_mergeable
+from palign.engine.treeops import (
+    Changes,
+    apply_changes,
+    changed_entries,
+    content_merge_only,
+    empty_tree,
+    entries_at,
+    flat_names,
+    interactions,
+    subset,
+)
 from palign.model import AlignRequest, BranchResult, Conflict, Sha, Status, Strategy
 
 
@@ -21,6 +33,15 @@ class AlignContext:
     repo: pygit2.Repository
     identity: Identity
     cache: PatchKeyCache = field(default_factory=PatchKeyCache)
+    attribute_dirs: dict[pygit2.Oid, list[str]] = field(default_factory=dict)
+
+    def attributes_dirs_of(self, tree: pygit2.Tree) -> list[str]:
+        """Directories holding a .gitattributes in `tree` (a target's tree: memoised)."""
+        found = self.attribute_dirs.get(tree.id)
+        if found is None:
+            found = [directory for directory, _ in attribute_files(self.repo, tree)]
+            self.attribute_dirs[tree.id] = found
+        return found
 
 
 @dataclass
@@ -35,23 +56,94 @@ class _Outcome:
 
 
 def _merge_one_side(
-    ctx: AlignContext, *, base: pygit2.Tree | None, ours: pygit2.Tree, theirs: pygit2.Tree
+    ctx: AlignContext,
+    *,
+    base: pygit2.Tree | None,
+    ours: pygit2.Tree,
+    theirs: pygit2.Tree,
+    attributes: bytes,
+    changes: Changes | None = None,
+    swapped: bool = False,
 ) -> tuple[pygit2.Oid | None, tuple[str, ...], bool]:
-    """Three-way merge where `theirs` is usually the small side. Returns (tree, conflicted
-    paths, used the slow path)."""
+    """git's three-way merge, where `theirs` is usually the small side; `changes` is
+    base -> theirs when already known; `attributes` are those of the working tree git
+    would merge in; `swapped` when git's own "ours" is `theirs` here (it matters to
+    asymmetric merges such as merge=union). Returns (tree, conflicted paths, asked git)."""
     repo = ctx.repo
-    changes = changed_entries(repo, base, theirs)
-    base_tree = base if base is not None else repo[empty_tree(repo)]
-    if trivially_mergeable(base_tree, ours, theirs, changes):  # type: ignore[arg-type]
+    if changes is None:
+        changes = changed_entries(repo, base, theirs)
+    merger = ort.process_for(repo)
+    merger.use_attributes(attributes)
+    base_tree: pygit2.Tree = base if base is not None else repo[empty_tree(repo)]  # type: ignore[assignment]
+    if not all(path.isascii() or _utf8(path) for path in changes):
+        # pygit2 cannot name a tree entry that is not UTF-8: git merges those itself.
+        return _git_merge(repo, base_tree.id, ours.id, theirs.id, swapped=swapped)
+    both = interactions(base_tree, ours, theirs, changes)
+    if both is not None and not both:
         return apply_changes(repo, ours, changes) or empty_tree(repo), (), False
-    outcome = ort.merge_trees(repo, base=base_tree.id, ours=ours.id, theirs=theirs.id)
+    if both is not None and content_merge_only(base_tree, ours, theirs, both):
+        # Only in-place edits of the same files meet: merge just those files with git.
+        names = {path: path for path in both} if merger.paths_matter else flat_names(both)
+        tree, conflicted, _ = _git_merge(
+            repo,
+            subset(repo, base_tree, names),
+            subset(repo, ours, names),
+            subset(repo, theirs, names),
+            swapped=swapped,
+        )
+        if tree is None:
+            real = {name: path for path, name in names.items()}
+            return None, tuple(real.get(p, p) for p in conflicted), True
+        merged = entries_at(repo[tree], names)  # type: ignore[arg-type]
+        rest = {path: entry for path, entry in changes.items() if path not in both}
+        return apply_changes(repo, ours, {**rest, **merged}) or empty_tree(repo), (), True
+    return _git_merge(repo, base_tree.id, ours.id, theirs.id, swapped=swapped)
+
+
+def _git_merge(
+    repo: pygit2.Repository, base: pygit2.Oid, ours: pygit2.Oid, theirs: pygit2.Oid, *, swapped: bool
+) -> tuple[pygit2.Oid | None, tuple[str, ...], bool]:
+    sides = (ours, theirs)
+    outcome = ort.merge_trees(repo, base=base, ours=sides[swapped], theirs=sides[not swapped])
     return outcome.tree, outcome.conflicted_paths, True
+
+
+def _attributes_of(repo: pygit2.Repository, tree: pygit2.Tree, directories: list[str]) -> bytes:
+    files = []
+    for directory in directories:
+        try:
+            files.append((directory, tree[directory + ATTRIBUTES_FILE].id))
+        except KeyError:
+            continue
+    return merge_attributes(repo, files)
+
+
+def _attribute_dirs(ctx: AlignContext, target: pygit2.Tree, changed_paths: list[str]) -> list[str]:
+    """The target's .gitattributes directories, and those of any the branch changes."""
+    dirs = list(ctx.attributes_dirs_of(target))
+    for path in changed_paths:
+        if path == ATTRIBUTES_FILE or path.endswith("/" + ATTRIBUTES_FILE):
+            directory = path[: -len(ATTRIBUTES_FILE)]
+            if directory not in dirs:
+                dirs.append(directory)
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _rebase(ctx: AlignContext, branch: pygit2.Commit, target: pygit2.Commit) -> _Outcome:
     repo = ctx.repo
     selection = select_commits(repo, branch=branch.id, target=target.id, cache=ctx.cache)
     committer = ctx.identity.signature_line()
+    attribute_dirs = _attribute_dirs(
+        ctx, target.tree, [path for c in selection.commits for path in ctx.cache.entries(repo, c)]
+    )
     head = target
     head_tree = target.tree
     replayed, skipped, slow = 0, selection.skipped, 0
@@ -60,7 +152,14 @@ def _rebase(ctx: AlignContext, branch: pygit2.Commit, target: pygit2.Commit) -> 
         if is_empty(commit):
             new_tree = head_tree.id
         else:
-            tree_id, conflicted, used_slow = _merge_one_side(ctx, base=parent_tree, ours=head_tree, theirs=commit.tree)
+            tree_id, conflicted, used_slow = _merge_one_side(
+                ctx,
+                base=parent_tree,
+                ours=head_tree,
+                theirs=commit.tree,
+                attributes=_attributes_of(repo, head_tree, attribute_dirs),
+                changes=ctx.cache.entries(repo, commit),
+            )
             slow += used_slow
             if tree_id is None:
                 conflicts = [Conflict(path=p, commit=Sha(str(commit.id))) for p in conflicted]
@@ -94,9 +193,21 @@ def _merge(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
     if linear and own and own[0].parents:
         # A linear branch has exactly one merge base: the parent of its first own commit.
         base = own[0].parents[0]
-        tree_id, conflicted, used_slow = _merge_one_side(ctx, base=base.tree, ours=target.tree, theirs=branch.tree)
+        # `git merge` runs in the branch's working tree: its attributes are the branch's.
+        changes = changed_entries(repo, base.tree, branch.tree)
+        attribute_dirs = _attribute_dirs(ctx, target.tree, list(changes))
+        tree_id, conflicted, used_slow = _merge_one_side(
+            ctx,
+            base=base.tree,
+            ours=target.tree,
+            theirs=branch.tree,
+            attributes=_attributes_of(repo, branch.tree, attribute_dirs),
+            changes=changes,
+            swapped=True,
+        )
         slow += used_slow
     else:
+        ort.process_for(repo).use_attributes(_attributes_of(repo, branch.tree, _attribute_dirs(ctx, branch.tree, [])))
         outcome = ort.merge_commits(repo, ours=branch.id, theirs=target.id)
         tree_id, conflicted = outcome.tree, outcome.conflicted_paths
         slow += 1
@@ -113,6 +224,12 @@ def _merge(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
         message=_merge_message(request.target, request.branch),
     )
     return _Outcome(Status.ALIGNED, new_id, replayed=1, slow_merges=slow, strategy=Strategy.MERGE)
+
+
+def _linear_since(repo: pygit2.Repository, branch: pygit2.Commit, target: pygit2.Commit) -> bool:
+    walker = repo.walk(branch.id, pygit2.enums.SortMode.NONE)
+    walker.hide(target.id)
+    return all(len(commit.parents) <= 1 for commit in walker)
 
 
 def align_branch(ctx: AlignContext, request: AlignRequest) -> BranchResult:
@@ -150,9 +267,15 @@ def align_branch(ctx: AlignContext, request: AlignRequest) -> BranchResult:
 
 def _align(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, target: pygit2.Commit) -> _Outcome:
     repo = ctx.repo
-    if branch.id == target.id or repo.descendant_of(branch.id, target.id):
+    known = request.ahead >= 0 and request.behind >= 0
+    contains_target = (
+        request.behind == 0 if known else branch.id == target.id or repo.descendant_of(branch.id, target.id)
+    )
+    # git rebase leaves a branch that contains its target alone only when its own commits
+    # are linear; with merge commits among them it replays (and linearises) them.
+    if contains_target and (request.strategy == Strategy.MERGE or _linear_since(repo, branch, target)):
         return _Outcome(Status.UP_TO_DATE, branch.id)
-    if repo.descendant_of(target.id, branch.id):
+    if request.ahead == 0 if known else repo.descendant_of(target.id, branch.id):
         return _Outcome(Status.MERGED, target.id)  # git fast-forwards: nothing of its own left
     if request.strategy == Strategy.MERGE:
         return _merge(ctx, request, branch, target)

@@ -60,6 +60,52 @@ def _message_as_utf8(commit: RawCommit) -> bytes:
     return commit.message.decode(codec.name, "replace").encode("utf-8")
 
 
+_MAX_CODEPOINT = (0x7F, 0x7FF, 0xFFFF, 0x10FFFF)
+
+
+def _first_invalid_utf8(data: bytes, start: int) -> int:
+    """Offset of the first byte git's find_invalid_utf8 rejects, or -1 (commit.c, ported)."""
+    index, end = start, len(data)
+    while index < end:
+        c = data[index]
+        index += 1
+        if c < 0x80:
+            continue
+        bad = index - 1
+        extra = 0
+        while c & 0x40:
+            c = (c << 1) & 0xFF
+            extra += 1
+        if extra < 1 or extra > 3 or end - index < extra:
+            return bad
+        codepoint = (c & 0x7F) >> extra
+        low, high = _MAX_CODEPOINT[extra - 1] + 1, _MAX_CODEPOINT[extra]
+        for _ in range(extra):
+            byte = data[index]
+            index += 1
+            codepoint = (codepoint << 6) | (byte & 0x3F)
+            if byte & 0xC0 != 0x80:
+                return bad
+        if not low <= codepoint <= high or (codepoint & 0x1FF800) == 0xD800:
+            return bad
+        if (codepoint & 0xFFFE) == 0xFFFE or 0xFDD0 <= codepoint <= 0xFDEF:
+            return bad
+    return -1
+
+
+def as_git_utf8(data: bytes) -> bytes:
+    """What git's verify_utf8 makes of a commit it writes in UTF-8: each byte that is not
+    part of valid UTF-8 is taken as Latin-1 and re-encoded."""
+    position = 0
+    while True:
+        bad = _first_invalid_utf8(data, position)
+        if bad < 0:
+            return data
+        c = data[bad]
+        data = data[:bad] + bytes((0xC0 + (c >> 6), 0x80 + (c & 0x3F))) + data[bad + 1 :]
+        position = bad + 2
+
+
 def write_commit(
     repo: pygit2.Repository,
     *,
@@ -73,7 +119,23 @@ def write_commit(
     lines += [b"parent " + str(parent).encode() for parent in parents]
     lines.append(b"author " + author)
     lines.append(b"committer " + committer)
-    return repo.odb.write(COMMIT_TYPE, b"\n".join(lines) + b"\n\n" + message)
+    return repo.odb.write(COMMIT_TYPE, as_git_utf8(b"\n".join(lines) + b"\n\n" + message))
+
+
+_GIT_SPACE = b" \t\n\r"  # git's own isspace()
+
+
+def _picked_message(message: bytes) -> bytes:
+    """The message git's sequencer gives a picked commit: read as a C string (up to a NUL
+    byte), with leading lines that hold only whitespace skipped (skip_blank_lines)."""
+    message = message.split(b"\0", 1)[0]
+    while message:
+        end = message.find(b"\n")
+        line = message if end < 0 else message[: end + 1]
+        if line.strip(_GIT_SPACE):
+            break
+        message = message[len(line) :]
+    return message
 
 
 def replay_commit(
@@ -87,7 +149,12 @@ def replay_commit(
     """A copy of `original` on a new parent and tree: author and message kept, signatures dropped."""
     source = read_commit(repo, original)
     return write_commit(
-        repo, tree=tree, parents=[parent], author=source.author, committer=committer, message=_message_as_utf8(source)
+        repo,
+        tree=tree,
+        parents=[parent],
+        author=source.author,
+        committer=committer,
+        message=_picked_message(_message_as_utf8(source)),
     )
 
 

@@ -4,19 +4,30 @@
 commit the way `git rebase` does (a three-way merge at the commit's parent), we write
 two throw-away commits whose only common ancestor carries the parent's tree; git then
 merges exactly (base=parent, ours=current tip, theirs=commit) with all its rules.
+
+One `git merge-tree --stdin` process per repository and worker process serves every
+merge, so a merge costs git's merge, not a process start. git buffers its output and
+flushes it only while printing messages, so each request is followed by a sentinel
+merge whose known answer marks the end of the real one.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import select
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pygit2
 
+from palign.engine.attributes import global_attributes_file
 from palign.engine.objects import write_commit
+from palign.gitenv import git_env
 
 _SYNTHETIC_IDENT = b"palign <palign@localhost> 0 +0000"
+_REPLY_TIMEOUT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -25,74 +36,132 @@ class MergeOutcome:
     conflicted_paths: tuple[str, ...]
 
 
-def git_env() -> dict[str, str]:
-    """The environment every git command of palign's runs in: no prompts, no pager,
-    no hooks, only allow-listed transports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _KEPT_GIT_VARS}
-    env.update(
-        GIT_TERMINAL_PROMPT="0",
-        GIT_PAGER="cat",
-        GIT_ASKPASS="true" if "GIT_ASKPASS" not in os.environ else os.environ["GIT_ASKPASS"],
-        GIT_PROTOCOL_FROM_USER="0",
-        GIT_CONFIG_COUNT="7",
-        GIT_CONFIG_KEY_0="core.hooksPath",
-        GIT_CONFIG_VALUE_0="/dev/null",
-        GIT_CONFIG_KEY_1="protocol.allow",
-        GIT_CONFIG_VALUE_1="never",
-        GIT_CONFIG_KEY_2="protocol.file.allow",
-        GIT_CONFIG_VALUE_2="always",
-        GIT_CONFIG_KEY_3="protocol.ssh.allow",
-        GIT_CONFIG_VALUE_3="always",
-        GIT_CONFIG_KEY_4="protocol.https.allow",
-        GIT_CONFIG_VALUE_4="always",
-        GIT_CONFIG_KEY_5="protocol.http.allow",
-        GIT_CONFIG_VALUE_5="always",
-        GIT_CONFIG_KEY_6="protocol.git.allow",
-        GIT_CONFIG_VALUE_6="always",
+def _synthetic(repo: pygit2.Repository, tree: pygit2.Oid, parents: list[pygit2.Oid], label: bytes) -> pygit2.Oid:
+    return write_commit(
+        repo, tree=tree, parents=parents, author=_SYNTHETIC_IDENT, committer=_SYNTHETIC_IDENT, message=label
     )
-    return env
 
 
-# Identity and date variables the user may set on purpose; everything else GIT_* that
-# could redirect git (GIT_DIR, GIT_INDEX_FILE, GIT_EXEC_PATH...) is dropped.
-_KEPT_GIT_VARS = frozenset(
-    {"GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT", "GIT_ASKPASS", "GIT_SSL_CAINFO", "GIT_SSL_NO_VERIFY"}
-)
+class MergeTreeProcess:
+    """A long-lived `git merge-tree --write-tree --stdin` on one repository."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        blob = repo.create_blob(b"palign merge-tree sentinel\n")
+        builder = repo.TreeBuilder()
+        builder.insert("palign-sentinel", blob, pygit2.enums.FileMode.BLOB)
+        self._sentinel_tree = builder.write()
+        root = _synthetic(repo, self._sentinel_tree, [], b"sentinel\n")
+        left = _synthetic(repo, self._sentinel_tree, [root], b"sentinel left\n")
+        right = _synthetic(repo, self._sentinel_tree, [root], b"sentinel right\n")
+        self._sentinel_request = f"{left} {right}\n".encode()
+        self._sentinel_reply = b"1\0" + str(self._sentinel_tree).encode() + b"\0\0"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._attributes: bytes = b""
+        self._attributes_file = Path(repo.path) / f"palign-attributes-{os.getpid()}"
+        self._global_attributes = global_attributes_file()
+
+    @property
+    def paths_matter(self) -> bool:
+        """Whether any attributes could apply (then merged files keep their real paths)."""
+        return bool(self._attributes) or self._global_attributes is not None
+
+    def use_attributes(self, attributes: bytes) -> None:
+        """Merge with these repository attributes from now on (git reads them once, so a
+        change restarts the process)."""
+        if attributes == self._attributes:
+            return
+        self.close()
+        self._attributes = attributes
+        if attributes:
+            global_text = b""
+            if self._global_attributes is not None and self._global_attributes.exists():
+                global_text = self._global_attributes.read_bytes().rstrip(b"\n") + b"\n"
+            self._attributes_file.write_bytes(global_text + attributes)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            config = ["-c", f"core.attributesFile={self._attributes_file}"] if self._attributes else []
+            self._proc = subprocess.Popen(
+                [
+                    "git",
+                    *config,
+                    "--git-dir",
+                    self.repo.path,
+                    "merge-tree",
+                    "--write-tree",
+                    "--stdin",
+                    "-z",
+                    "--name-only",
+                    "--messages",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=git_env(),
+            )
+            self._fresh = True
+        return self._proc
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def merge(self, left: pygit2.Oid, right: pygit2.Oid) -> MergeOutcome:
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(f"{left} {right}\n".encode() + self._sentinel_request)
+            proc.stdin.flush()
+            reply = self._read_reply(proc)
+        except (BrokenPipeError, OSError) as error:
+            self.close()
+            raise RuntimeError(f"git merge-tree stopped: {error}") from None
+        return _parse(reply)
+
+    def _read_reply(self, proc: subprocess.Popen[bytes]) -> bytes:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        buffer = b""
+        while not buffer.endswith(self._sentinel_reply):
+            ready, _, _ = select.select([fd], [], [], _REPLY_TIMEOUT_SECONDS)
+            if not ready:
+                self.close()
+                raise RuntimeError("git merge-tree did not answer in time")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self.close()
+                raise RuntimeError("git merge-tree exited (see the repository's objects)")
+            buffer += chunk
+        # The previous sentinel's separator arrives first (except on a fresh process);
+        # the real reply ends with its own separator, then the sentinel's reply.
+        if not self._fresh and buffer.startswith(b"\0"):
+            buffer = buffer[1:]
+        self._fresh = False
+        return buffer[: -len(self._sentinel_reply) - 1]
 
 
-def _merge_tree(git_dir: str, left: str, right: str) -> MergeOutcome:
-    proc = subprocess.run(
-        [
-            "git",
-            "--git-dir",
-            git_dir,
-            "merge-tree",
-            "--write-tree",
-            "-z",
-            "--name-only",
-            "--messages",
-            "--end-of-options",
-            left,
-            right,
-        ],
-        capture_output=True,
-        env=git_env(),
-        check=False,
-    )
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"git merge-tree failed ({proc.returncode}): {proc.stderr.decode(errors='replace').strip()}")
-    fields = proc.stdout.split(b"\0")
-    tree = pygit2.Oid(hex=fields[0].decode())
-    if proc.returncode == 0:
+def _parse(reply: bytes) -> MergeOutcome:
+    fields = reply.split(b"\0")
+    clean = fields[0] == b"1"
+    tree = pygit2.Oid(hex=fields[1].decode())
+    if clean:
         return MergeOutcome(tree=tree, conflicted_paths=())
     paths: list[str] = []
-    index = 1
+    index = 2
     while index < len(fields) and fields[index]:
         paths.append(fields[index].decode("utf-8", "surrogateescape"))
         index += 1
     if not paths:
         # Conflicts with no conflicted entry (a directory rename's "file location"):
-        # the messages section names the paths: <count> NUL <path>... NUL <type> NUL <msg>.
+        # the messages name the paths: <count> NUL <path>... NUL <type> NUL <text>.
         index += 1
         while index < len(fields) and fields[index]:
             count = int(fields[index])
@@ -102,20 +171,38 @@ def _merge_tree(git_dir: str, left: str, right: str) -> MergeOutcome:
     return MergeOutcome(tree=None, conflicted_paths=tuple(dict.fromkeys(paths)))
 
 
+# Keyed by pid too: a forked worker must never share its parent's pipes.
+_processes: dict[tuple[int, str], MergeTreeProcess] = {}
+
+
+def process_for(repo: pygit2.Repository) -> MergeTreeProcess:
+    key = (os.getpid(), repo.path)
+    process = _processes.get(key)
+    if process is None:
+        process = MergeTreeProcess(repo)
+        _processes[key] = process
+    return process
+
+
+@atexit.register
+def close_all() -> None:
+    for (pid, _), process in list(_processes.items()):
+        if pid == os.getpid():
+            process.close()
+    _processes.clear()
+
+
 def merge_trees(repo: pygit2.Repository, *, base: pygit2.Oid, ours: pygit2.Oid, theirs: pygit2.Oid) -> MergeOutcome:
     """git's three-way merge of trees at an explicit base (what cherry-pick does)."""
-    root = write_commit(
-        repo, tree=base, parents=[], author=_SYNTHETIC_IDENT, committer=_SYNTHETIC_IDENT, message=b"base\n"
-    )
-    left = write_commit(
-        repo, tree=ours, parents=[root], author=_SYNTHETIC_IDENT, committer=_SYNTHETIC_IDENT, message=b"ours\n"
-    )
-    right = write_commit(
-        repo, tree=theirs, parents=[root], author=_SYNTHETIC_IDENT, committer=_SYNTHETIC_IDENT, message=b"theirs\n"
-    )
-    return _merge_tree(repo.path, str(left), str(right))
+    root = _synthetic(repo, base, [], b"base\n")
+    left = _synthetic(repo, ours, [root], b"ours\n")
+    right = _synthetic(repo, theirs, [root], b"theirs\n")
+    return process_for(repo).merge(left, right)
 
 
 def merge_commits(repo: pygit2.Repository, *, ours: pygit2.Oid, theirs: pygit2.Oid) -> MergeOutcome:
-    """git's merge of two commits at their merge base(s), criss-cross merges included."""
-    return _merge_tree(repo.path, str(ours), str(theirs))
+    """git's merge of two commits at their merge base(s), criss-cross merges included;
+    unrelated histories are refused, as `git merge` refuses them."""
+    if repo.merge_base(ours, theirs) is None:
+        raise ValueError("refusing to merge unrelated histories")
+    return process_for(repo).merge(ours, theirs)

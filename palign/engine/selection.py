@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from palign.engine.ort import git_env
-from palign.engine.treeops import tree_diff
+from palign.engine.changes import ChangeIndex
+from palign.engine.treeops import Changes, tree_diff
+from palign.gitenv import git_env
 
 SORT = pygit2.enums.SortMode
 
@@ -27,9 +28,10 @@ _WHITESPACE = bytes.maketrans(b"", b"")
 
 @dataclass
 class PatchKeyCache:
-    """Per-process memo of each commit's changed-path key: target commits are diffed once
-    per worker process and run, not once per branch."""
+    """Per-process memo of what commits changed: target commits are diffed once per run
+    (the producer fills `changes` before the workers fork), not once per branch."""
 
+    changes: ChangeIndex = field(default_factory=ChangeIndex)
     keys: dict[pygit2.Oid, PathKey] = field(default_factory=dict)
     lines: dict[pygit2.Oid, LineKey] = field(default_factory=dict)
 
@@ -41,27 +43,33 @@ class PatchKeyCache:
         return found
 
     def key(self, repo: pygit2.Repository, commit: pygit2.Commit) -> PathKey:
+        """The part of git's header-only patch-id we can compute cheaply: equal patch-ids
+        imply equal keys, so different keys prove two commits are not patch-equivalent."""
         found = self.keys.get(commit.id)
         if found is None:
-            found = _path_key(repo, commit)
+            items = []
+            for change in self.changes.get(repo.path, str(commit.id)):
+                path = _without_whitespace(change.path)  # patch-ids drop whitespace from paths too
+                if change.status == "A":
+                    items.append(("A", path, change.new_mode))
+                elif change.status == "D":
+                    items.append(("D", path, change.old_mode))
+                else:
+                    items.append(("M", path, 0))
+            found = tuple(sorted(items))
             self.keys[commit.id] = found
         return found
 
+    def entries(self, repo: pygit2.Repository, commit: pygit2.Commit) -> Changes:
+        """Path -> new entry (None when deleted) of a non-merge commit against its parent."""
+        return {
+            c.path: None if c.status == "D" else (pygit2.Oid(hex=c.new_id), c.new_mode)
+            for c in self.changes.get(repo.path, str(commit.id))
+        }
 
-def _path_key(repo: pygit2.Repository, commit: pygit2.Commit) -> PathKey:
-    """The part of git's header-only patch-id we can compute cheaply: equal patch-ids
-    imply equal keys, so different keys prove two commits are not patch-equivalent."""
-    diff = tree_diff(commit.parents[0].tree if commit.parents else None, commit.tree)
-    items: list[tuple[str, str, int]] = []
-    for delta in diff.deltas:
-        status = delta.status
-        if status == pygit2.enums.DeltaStatus.ADDED:
-            items.append(("A", delta.new_file.path, int(delta.new_file.mode)))
-        elif status == pygit2.enums.DeltaStatus.DELETED:
-            items.append(("D", delta.old_file.path, int(delta.old_file.mode)))
-        else:
-            items.append(("M", delta.new_file.path, 0))
-    return tuple(sorted(items))
+
+def _without_whitespace(path: str) -> str:
+    return "".join(path.split())
 
 
 def _line_key(repo: pygit2.Repository, commit: pygit2.Commit) -> LineKey:
@@ -79,7 +87,7 @@ def _line_key(repo: pygit2.Repository, commit: pygit2.Commit) -> LineKey:
             for line in hunk.lines
             if line.origin in "+-"
         )
-        files.append((patch.delta.new_file.path, changed))
+        files.append((_without_whitespace(patch.delta.new_file.path), changed))
     return tuple(sorted(files))
 
 
@@ -104,20 +112,24 @@ def select_commits(
     in_range = list(walker)
     if any(len(c.parents) > 1 for c in in_range):
         return _select_with_git(repo, branch=branch, target=target)
+    upstream = [c for c in _walk(repo, target, hide=branch) if len(c.parents) <= 1]
+    cache.changes.ensure(repo.path, [str(c.id) for c in in_range + upstream])
     candidates: dict[PathKey, list[pygit2.Commit]] = {}
     for commit in in_range:
         if not is_empty(commit):
             candidates.setdefault(cache.key(repo, commit), []).append(commit)
     if candidates:
-        upstream = repo.walk(target, SORT.NONE)
-        upstream.hide(branch)
         for theirs in upstream:
-            if len(theirs.parents) > 1:
-                continue
             same_paths = candidates.get(cache.key(repo, theirs))
             if same_paths and _maybe_same_patch(repo, cache, theirs, same_paths):
                 return _select_with_git(repo, branch=branch, target=target)
     return Selection(commits=in_range, skipped=0, used_git=False)
+
+
+def _walk(repo: pygit2.Repository, start: pygit2.Oid, *, hide: pygit2.Oid) -> list[pygit2.Commit]:
+    walker = repo.walk(start, SORT.NONE)
+    walker.hide(hide)
+    return list(walker)
 
 
 def _maybe_same_patch(

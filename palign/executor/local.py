@@ -10,7 +10,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 
 from palign.engine.objects import Identity
 from palign.model import AlignRequest, BranchResult
-from palign.runtime import align_unit, request_to_json
+from palign.runtime import align_unit, preload_changes, request_to_json
 
 ResultCallback = Callable[[BranchResult], None]
 
@@ -29,12 +29,17 @@ def run_local(
     *,
     workers: int,
     on_result: ResultCallback | None = None,
+    preload_commits: Sequence[str] = (),
 ) -> list[BranchResult]:
-    """Align every request with `workers` processes, largest first; results in request order."""
+    """Align every request with `workers` processes, largest first; results in request order.
+    `preload_commits` are diffed once here when the workers can inherit the result."""
     ordered = sorted(range(len(requests)), key=lambda i: -requests[i].cost)
     results: list[BranchResult | None] = [None] * len(requests)
     ident = (identity.name, identity.email)
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(requests))), mp_context=_pool_context()) as pool:
+    context = _pool_context()
+    if preload_commits and context.get_start_method() == "fork":
+        preload_changes(mirror_path, list(preload_commits))
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(requests))), mp_context=context) as pool:
         futures: dict[Future[dict[str, object]], int] = {
             pool.submit(align_unit, mirror_path, ident, request_to_json(requests[i])): i for i in ordered
         }

@@ -1,0 +1,86 @@
+"""The repository's own .gitattributes, for git's merges in a bare repository.
+
+`git rebase` and `git merge` run in a working tree and read .gitattributes from it, so
+`merge=union`, `-merge` or `binary` change their results. `git merge-tree` in a bare
+repository reads none of them. We find the attribute files of the tree being merged into
+("ours"), rewrite them as one attributes file with paths from the root (deeper files
+later, so they win as in git) after the user's global attributes, and hand that file to
+the merge-tree process as core.attributesFile.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pygit2
+
+from palign.gitenv import git_env
+
+TREE_MODE = pygit2.enums.FileMode.TREE
+NAME = ".gitattributes"
+# Only these attributes change what a merge produces.
+_MERGE_WORDS = (b"merge", b"binary", b"conflict-marker-size", b"[attr]")
+
+
+def attribute_files(repo: pygit2.Repository, tree: pygit2.Tree) -> list[tuple[str, pygit2.Oid]]:
+    """(directory, blob id) of every .gitattributes in `tree`, shallow first."""
+    found: list[tuple[str, pygit2.Oid]] = []
+    pending: list[tuple[str, pygit2.Tree]] = [("", tree)]
+    while pending:
+        prefix, current = pending.pop()
+        for entry in current:
+            if entry.filemode == TREE_MODE:
+                pending.append((f"{prefix}{entry.name}/", repo[entry.id]))  # type: ignore[arg-type]
+            elif entry.name == NAME:
+                found.append((prefix, entry.id))
+    return sorted(found, key=lambda item: (item[0].count("/"), item[0]))
+
+
+def _rooted(directory: str, line: bytes) -> bytes | None:
+    stripped = line.strip()
+    if not stripped or stripped.startswith(b"#"):
+        return None
+    if not directory or stripped.startswith(b"[attr]"):
+        return stripped
+    pattern, _, attrs = stripped.partition(b" ") if b" " in stripped else stripped.partition(b"\t")
+    prefix = directory.encode("utf-8", "surrogateescape")
+    if b"/" in pattern.rstrip(b"/"):
+        rooted = prefix + pattern.lstrip(b"/")
+    else:
+        rooted = prefix + b"**/" + pattern
+    return rooted + b" " + attrs.strip()
+
+
+def merge_attributes(repo: pygit2.Repository, files: list[tuple[str, pygit2.Oid]]) -> bytes:
+    """The merge-relevant attribute lines of `files`, rooted; empty when none matter."""
+    lines: list[bytes] = []
+    for directory, blob in files:
+        data: bytes = repo[blob].data  # type: ignore[attr-defined]
+        if not any(word in data for word in _MERGE_WORDS):
+            continue
+        for line in data.splitlines():
+            rooted = _rooted(directory, line)
+            if rooted is not None:
+                lines.append(rooted)
+    return b"\n".join(lines) + b"\n" if lines else b""
+
+
+def global_attributes_file() -> Path | None:
+    """The user's global attributes file, as git would find it (config, then XDG)."""
+    try:
+        configured = subprocess.run(
+            ["git", "config", "--global", "--path", "core.attributesFile"],
+            capture_output=True,
+            text=True,
+            env=git_env(),
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        configured = ""
+    if configured:
+        return Path(configured)
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    candidate = Path(xdg) / "git" / "attributes"
+    return candidate if candidate.exists() else None

@@ -1,0 +1,115 @@
+"""What each commit changed, from one batched `git diff-tree --stdin` per batch of commits.
+
+git's tree diff is several times faster than libgit2's on wide directories, and one
+process answers hundreds of commits. The producer fills the index for every commit a run
+will look at before the worker processes fork, so target commits are diffed once per run;
+a worker started another way fills it lazily, one batch per branch.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pygit2
+
+from palign.gitenv import git_env
+
+SORT = pygit2.enums.SortMode
+
+
+@dataclass(frozen=True)
+class FileChange:
+    status: str  # A, D, M or T (no renames: git's patch-ids and merges see adds and deletes)
+    path: str
+    old_mode: int
+    new_mode: int
+    new_id: str
+
+
+CommitChanges = tuple[FileChange, ...]
+
+
+@dataclass
+class ChangeIndex:
+    by_commit: dict[str, CommitChanges] = field(default_factory=dict)
+
+    def ensure(self, git_dir: str, commits: Iterable[str]) -> None:
+        missing = [c for c in dict.fromkeys(commits) if c not in self.by_commit]
+        if missing:
+            self.by_commit.update(_diff_tree(git_dir, missing))
+
+    def get(self, git_dir: str, commit: str) -> CommitChanges:
+        found = self.by_commit.get(commit)
+        if found is None:
+            self.ensure(git_dir, [commit])
+            found = self.by_commit[commit]
+        return found
+
+
+def _diff_tree(git_dir: str, commits: list[str]) -> dict[str, CommitChanges]:
+    proc = subprocess.run(
+        [
+            "git",
+            "--git-dir",
+            git_dir,
+            "diff-tree",
+            "--stdin",
+            "-r",
+            "-z",
+            "--no-renames",
+            "--root",
+            "--always",
+            "--raw",
+        ],
+        input="".join(f"{c}\n" for c in commits).encode(),
+        capture_output=True,
+        env=git_env(),
+        check=True,
+    )
+    result: dict[str, list[FileChange]] = {c: [] for c in commits}
+    current: list[FileChange] | None = None
+    fields = proc.stdout.split(b"\0")
+    index = 0
+    while index < len(fields):
+        token = fields[index]
+        if token.startswith(b":"):
+            old_mode, new_mode, _old_id, new_id, status = token[1:].decode().split(" ")
+            path = fields[index + 1].decode("utf-8", "surrogateescape")
+            assert current is not None
+            current.append(FileChange(status[0], path, int(old_mode, 8), int(new_mode, 8), new_id))
+            index += 2
+            continue
+        token = token.strip()
+        if token:
+            current = result.setdefault(token.decode(), [])
+        index += 1
+    return {c: tuple(changes) for c, changes in result.items()}
+
+
+# Past this many commits the producer stops diffing ahead; workers diff what they need.
+PRELOAD_LIMIT = 50_000
+
+
+def commits_of_run(repo: pygit2.Repository, target: pygit2.Oid, branches: Iterable[pygit2.Oid]) -> list[str]:
+    """The non-merge commits rebasing `branches` onto `target` may diff: everything since
+    their common fork point, in one walk (a superset of each branch's own range and of the
+    target commits since it forked)."""
+    tips = list(dict.fromkeys(branches))
+    if not tips:
+        return []
+    base = repo.merge_base_octopus([target, *tips])
+    if base is None:
+        return []  # unrelated histories: let each worker diff its own range
+    walker = repo.walk(target, SORT.NONE)
+    for tip in tips:
+        walker.push(tip)
+    walker.hide(base)
+    commits: list[str] = []
+    for commit in walker:
+        if len(commit.parents) <= 1:
+            commits.append(str(commit.id))
+            if len(commits) >= PRELOAD_LIMIT:
+                break
+    return commits
