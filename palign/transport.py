@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
 import platformdirs
 from filelock import FileLock
 
@@ -81,6 +80,8 @@ def cache_dir() -> Path:
 
 
 def _run(args: Sequence[str], *, cwd: Path | None = None) -> str:
+    import git  # GitPython: imported on first use, it costs a tenth of a second at start-up
+
     command = ["git", *args]
     try:
         output = git.Git(str(cwd) if cwd else None).execute(

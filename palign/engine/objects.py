@@ -96,6 +96,8 @@ def _first_invalid_utf8(data: bytes, start: int) -> int:
 def as_git_utf8(data: bytes) -> bytes:
     """What git's verify_utf8 makes of a commit it writes in UTF-8: each byte that is not
     part of valid UTF-8 is taken as Latin-1 and re-encoded."""
+    if data.isascii():
+        return data
     position = 0
     while True:
         bad = _first_invalid_utf8(data, position)
