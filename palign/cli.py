@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,7 +26,8 @@ def _fail(message: str, code: ExitCode) -> NoReturn:
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="palign")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log what palign does, with timings, on stderr.")
+def main(verbose: bool) -> None:
     """Keep many git branches aligned with the branches they target.
 
     palign rebases (or merges) every selected branch onto its target in memory, in
@@ -35,6 +37,8 @@ def main() -> None:
 
     Start with `palign demo`.
     """
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="palign: %(message)s", stream=sys.stderr)
 
 
 def _progress(total_hint: list[int]) -> tuple[Callable[[int], None], Callable[[Any], None], Callable[[], None]]:

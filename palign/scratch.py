@@ -33,8 +33,11 @@ def scratch_root() -> Path:
 
 
 class ScratchStore:
-    def __init__(self, mirror_git_dir: Path, label: str) -> None:
+    def __init__(self, mirror_git_dir: Path, label: str, *, settings: dict[str, str] | None = None) -> None:
+        """`settings` (git config of REPO) go into the store's config, where the engine
+        reads how git would write commits (encoding, message cleanup)."""
         self.mirror_git_dir = mirror_git_dir
+        self.settings = settings or {}
         root = scratch_root()
         self.path = root / f"{label}-{os.getpid()}.git"
 
@@ -42,7 +45,9 @@ class ScratchStore:
         root = self.path.parent
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         _remove_leftovers(root)
-        pygit2.init_repository(str(self.path), bare=True)
+        repo = pygit2.init_repository(str(self.path), bare=True)
+        for key, value in self.settings.items():
+            repo.config[key] = value
         alternates = self.path / "objects" / "info" / "alternates"
         alternates.write_text(str((self.mirror_git_dir / "objects").resolve()) + "\n")
         return self

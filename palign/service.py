@@ -8,11 +8,14 @@ REPO or to the report folder before every input check has passed.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import pygit2
 
@@ -35,9 +38,17 @@ from palign.model import (
 )
 from palign.report import RunReport, now
 from palign.scratch import ScratchStore
-from palign.transport import Mirror, RepoLocation, checked_out_branches, parse_location, user_identity
+from palign.transport import Mirror, checked_out_branches, commit_settings, parse_location
 
 ProgressCallback = Callable[[BranchResult], None]
+log = logging.getLogger("palign")
+
+
+@contextmanager
+def _phase(name: str, run_id: str = "-") -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    log.info("run %s: %s took %.3f s", run_id, name, time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,8 @@ def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str
     return sorted(chosen)
 
 
-def _identity(location: RepoLocation) -> Identity:
-    return committer_identity(*user_identity(location))
+def _identity(settings: dict[str, str]) -> Identity:
+    return committer_identity(settings.get("user.name"), settings.get("user.email"))
 
 
 def prepare(options: RunOptions) -> tuple[Mirror, dict[str, str], list[AlignRequest]]:
@@ -137,45 +148,60 @@ def prepare(options: RunOptions) -> tuple[Mirror, dict[str, str], list[AlignRequ
     return mirror, targets, requests
 
 
+def _align_all(
+    options: RunOptions,
+    requests: list[AlignRequest],
+    store: Path,
+    repo: pygit2.Repository,
+    settings: dict[str, str],
+    on_result: ProgressCallback | None,
+) -> list[BranchResult]:
+    touched = [
+        commit
+        for target_sha in {r.target_sha for r in requests}
+        for commit in commits_of_run(
+            repo,
+            pygit2.Oid(hex=target_sha),
+            [pygit2.Oid(hex=r.old_sha) for r in requests if r.target_sha == target_sha],
+        )
+    ]
+    return run_local(
+        str(store),
+        _identity(settings),
+        requests,
+        workers=options.workers,
+        on_result=on_result,
+        preload_commits=touched,
+    )
+
+
 def run(
     options: RunOptions, *, on_result: ProgressCallback | None = None, on_planned: Callable[[int], None] | None = None
 ) -> RunReport:
     started_at = now()
     clock = time.perf_counter()
-    mirror, targets, requests = prepare(options)
+    run_id = new_run_id(started_at)
+    with _phase("checking input and syncing the mirror", run_id):
+        mirror, targets, requests = prepare(options)
     if on_planned is not None:
         on_planned(len(requests))
-    run_id = new_run_id(started_at)
-    with ScratchStore(mirror.path, run_id) as scratch:
+    settings = commit_settings(mirror.location)
+    with ScratchStore(mirror.path, run_id, settings=settings) as scratch:
         repo = pygit2.Repository(str(scratch.path))
-        touched = [
-            commit
-            for target_sha in {r.target_sha for r in requests}
-            for commit in commits_of_run(
-                repo,
-                pygit2.Oid(hex=target_sha),
-                [pygit2.Oid(hex=r.old_sha) for r in requests if r.target_sha == target_sha],
-            )
-        ]
-        results = run_local(
-            str(scratch.path),
-            _identity(mirror.location),
-            requests,
-            workers=options.workers,
-            on_result=on_result,
-            preload_commits=touched,
-        )
+        with _phase("aligning", run_id):
+            results = _align_all(options, requests, scratch.path, repo, settings, on_result)
         # Backups and staged results land together, in one push: no branch moves before
         # both are in REPO (only --apply / `palign apply` move branches).
-        mirror.push(
-            [f"{r.old_sha}:{backup_ref(run_id, r.branch)}" for r in requests]
-            + [
-                f"{r.new_sha}:{staged_ref(run_id, r.branch_name)}"
-                for r in results
-                if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
-            ],
-            objects_from=scratch.path,
-        )
+        with _phase("pushing backups and staged results", run_id):
+            mirror.push(
+                [f"{r.old_sha}:{backup_ref(run_id, r.branch)}" for r in requests]
+                + [
+                    f"{r.new_sha}:{staged_ref(run_id, r.branch_name)}"
+                    for r in results
+                    if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
+                ],
+                objects_from=scratch.path,
+            )
     report = RunReport(
         run_id=run_id,
         repository=mirror.location.display,

@@ -10,8 +10,9 @@ import pygit2
 from palign.engine import ort
 from palign.engine.attributes import NAME as ATTRIBUTES_FILE
 from palign.engine.attributes import attribute_files, merge_attributes
-from palign.engine.objects import Identity, replay_commit, write_commit
+from palign.engine.objects import CommitStyle, Identity, replay_commit, write_commit
 from palign.engine.selection import PatchKeyCache, is_empty, select_commits
+from palign.engine.textmerge import disjoint_merge
 from palign.engine.treeops import (
     Changes,
     apply_changes,
@@ -34,6 +35,12 @@ class AlignContext:
     identity: Identity
     cache: PatchKeyCache = field(default_factory=PatchKeyCache)
     attribute_dirs: dict[pygit2.Oid, list[str]] = field(default_factory=dict)
+    style: CommitStyle | None = None
+
+    def commit_style(self) -> CommitStyle:
+        if self.style is None:
+            self.style = CommitStyle.of(self.repo)
+        return self.style
 
     def attributes_dirs_of(self, tree: pygit2.Tree) -> list[str]:
         """Directories holding a .gitattributes in `tree` (a target's tree: memoised)."""
@@ -82,7 +89,12 @@ def _merge_one_side(
     if both is not None and not both:
         return apply_changes(repo, ours, changes) or empty_tree(repo), (), False
     if both is not None and content_merge_only(base_tree, ours, theirs, both):
-        # Only in-place edits of the same files meet: merge just those files with git.
+        # Only in-place edits of the same files meet: merge just those files' contents.
+        rest = {path: entry for path, entry in changes.items() if path not in both}
+        if not merger.paths_matter:
+            merged_here = _merge_apart(repo, base_tree, ours, theirs, both)
+            if merged_here is not None:
+                return apply_changes(repo, ours, {**rest, **merged_here}) or empty_tree(repo), (), False
         names = {path: path for path in both} if merger.paths_matter else flat_names(both)
         tree, conflicted, _ = _git_merge(
             repo,
@@ -95,9 +107,22 @@ def _merge_one_side(
             real = {name: path for path, name in names.items()}
             return None, tuple(real.get(p, p) for p in conflicted), True
         merged = entries_at(repo[tree], names)  # type: ignore[arg-type]
-        rest = {path: entry for path, entry in changes.items() if path not in both}
         return apply_changes(repo, ours, {**rest, **merged}) or empty_tree(repo), (), True
     return _git_merge(repo, base_tree.id, ours.id, theirs.id, swapped=swapped)
+
+
+def _merge_apart(
+    repo: pygit2.Repository, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygit2.Tree, paths: set[str]
+) -> Changes | None:
+    """Each path's merged blob when every file's two edits lie apart; None otherwise."""
+    merged: Changes = {}
+    for path in paths:
+        ours_entry = ours[path]
+        text = disjoint_merge(base[path].data, ours_entry.data, theirs[path].data)  # type: ignore[union-attr]
+        if text is None:
+            return None
+        merged[path] = (repo.create_blob(text), ours_entry.filemode)
+    return merged
 
 
 def _git_merge(
@@ -168,7 +193,9 @@ def _rebase(ctx: AlignContext, branch: pygit2.Commit, target: pygit2.Commit) -> 
                 skipped += 1  # became empty: git drops it
                 continue
             new_tree = tree_id
-        new_id = replay_commit(repo, commit.id, tree=new_tree, parent=head.id, committer=committer)
+        new_id = replay_commit(
+            repo, commit.id, tree=new_tree, parent=head.id, committer=committer, style=ctx.commit_style()
+        )
         head = repo[new_id]  # type: ignore[assignment]
         head_tree = head.tree
         replayed += 1
@@ -280,6 +307,8 @@ def _align(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
     if request.strategy == Strategy.MERGE:
         return _merge(ctx, request, branch, target)
     rebased = _rebase(ctx, branch, target)
+    if request.strategy == Strategy.AUTO and rebased.status == Status.CONFLICT and contains_target:
+        return _Outcome(Status.UP_TO_DATE, branch.id)  # what `git merge` says of it
     if request.strategy == Strategy.AUTO and rebased.status == Status.CONFLICT:
         merged = _merge(ctx, request, branch, target)
         if merged.status != Status.CONFLICT:

@@ -38,19 +38,35 @@ def attribute_files(repo: pygit2.Repository, tree: pygit2.Tree) -> list[tuple[st
     return sorted(found, key=lambda item: (item[0].count("/"), item[0]))
 
 
+def _split_pattern(line: bytes) -> tuple[bytes, bool, bytes]:
+    """(pattern, was quoted, attributes) of one attributes line; a quoted pattern keeps
+    its C-style escapes."""
+    if line.startswith(b'"'):
+        index = 1
+        while index < len(line) and line[index : index + 1] != b'"':
+            index += 2 if line[index : index + 1] == b"\\" else 1
+        return line[1:index], True, line[index + 1 :].strip()
+    parts = line.split(None, 1)
+    return parts[0], False, parts[1] if len(parts) > 1 else b""
+
+
 def _rooted(directory: str, line: bytes) -> bytes | None:
     stripped = line.strip()
     if not stripped or stripped.startswith(b"#"):
         return None
-    if not directory or stripped.startswith(b"[attr]"):
+    if stripped.startswith(b"[attr]"):
+        return stripped if not directory else None  # git honours macros only at the top level
+    if not directory:
         return stripped
-    pattern, _, attrs = stripped.partition(b" ") if b" " in stripped else stripped.partition(b"\t")
+    pattern, quoted, attrs = _split_pattern(stripped)
     prefix = directory.encode("utf-8", "surrogateescape")
     if b"/" in pattern.rstrip(b"/"):
         rooted = prefix + pattern.lstrip(b"/")
     else:
         rooted = prefix + b"**/" + pattern
-    return rooted + b" " + attrs.strip()
+    if quoted:
+        rooted = b'"' + rooted + b'"'
+    return rooted + b" " + attrs
 
 
 def merge_attributes(repo: pygit2.Repository, files: list[tuple[str, pygit2.Oid]]) -> bytes:

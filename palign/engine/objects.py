@@ -27,6 +27,36 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class CommitStyle:
+    """The repository settings that shape the commits git's sequencer writes."""
+
+    encoding: str = "utf-8"  # i18n.commitEncoding
+    cleanup: str = "verbatim"  # commit.cleanup as the sequencer reads it (unset: verbatim)
+    comment_char: bytes = b"#"  # core.commentChar
+
+    @classmethod
+    def of(cls, repo: pygit2.Repository) -> CommitStyle:
+        config = repo.config
+
+        def value(key: str) -> str | None:
+            try:
+                return str(config[key])
+            except KeyError:
+                return None
+
+        encoding = value("i18n.commitEncoding") or "utf-8"
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            encoding = "utf-8"
+        cleanup = value("commit.cleanup") or "verbatim"
+        if cleanup not in ("verbatim", "whitespace", "strip", "scissors"):
+            cleanup = "verbatim"  # "default" and unknown modes leave picked messages alone
+        comment = (value("core.commentChar") or "#").encode()[:1] or b"#"
+        return cls(encoding=encoding, cleanup=cleanup, comment_char=comment)
+
+
+@dataclass(frozen=True)
 class RawCommit:
     author: bytes
     message: bytes
@@ -46,18 +76,49 @@ def read_commit(repo: pygit2.Repository, oid: pygit2.Oid) -> RawCommit:
     return RawCommit(author=author, message=message, encoding=encoding)
 
 
-def _message_as_utf8(commit: RawCommit) -> bytes:
-    """The sequencer re-encodes a message that declares another encoding into UTF-8 and
-    drops the header; undeclared bytes are kept as they are."""
-    if commit.encoding is None:
-        return commit.message
+def _reencoded(commit: RawCommit, output: str) -> RawCommit:
+    """The sequencer re-encodes a commit (author line and message alike) from the encoding
+    it declares (UTF-8 when it declares none) into the output encoding; where the bytes do
+    not convert, git keeps them as they are."""
     try:
-        codec = codecs.lookup(commit.encoding)
+        source = codecs.lookup(commit.encoding or "utf-8").name
     except LookupError:
-        return commit.message
-    if codec.name == "utf-8":
-        return commit.message
-    return commit.message.decode(codec.name, "replace").encode("utf-8")
+        return commit
+    if source == output:
+        return commit
+    try:
+        return RawCommit(
+            author=commit.author.decode(source).encode(output),
+            message=commit.message.decode(source).encode(output),
+            encoding=output,
+        )
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        return commit
+
+
+def _cleaned(message: bytes, style: CommitStyle) -> bytes:
+    """commit.cleanup as git applies it to a picked message (strbuf_stripspace)."""
+    if style.cleanup == "verbatim":
+        return message
+    if style.cleanup == "scissors":
+        marker = style.comment_char + b" ------------------------ >8 ------------------------\n"
+        cut = message.find(marker)
+        if cut == 0 or (cut > 0 and message[cut - 1 : cut] == b"\n"):
+            message = message[:cut]
+    out: list[bytes] = []
+    empties = 0
+    for line in message.split(b"\n"):
+        if style.cleanup == "strip" and line.startswith(style.comment_char):
+            continue
+        line = line.rstrip(b" \t\n\r\v\f")
+        if not line:
+            empties += 1
+            continue
+        if empties and out:
+            out.append(b"")
+        empties = 0
+        out.append(line)
+    return b"".join(part + b"\n" for part in out)
 
 
 _MAX_CODEPOINT = (0x7F, 0x7FF, 0xFFFF, 0x10FFFF)
@@ -116,12 +177,22 @@ def write_commit(
     author: bytes,
     committer: bytes,
     message: bytes,
+    encoding: str = "utf-8",
 ) -> pygit2.Oid:
     lines = [b"tree " + str(tree).encode()]
     lines += [b"parent " + str(parent).encode() for parent in parents]
     lines.append(b"author " + author)
     lines.append(b"committer " + committer)
+    if encoding != "utf-8":
+        lines.append(b"encoding " + _git_encoding_name(encoding))
+        return repo.odb.write(COMMIT_TYPE, b"\n".join(lines) + b"\n\n" + message)
     return repo.odb.write(COMMIT_TYPE, as_git_utf8(b"\n".join(lines) + b"\n\n" + message))
+
+
+def _git_encoding_name(codec_name: str) -> bytes:
+    """The name git writes in the header: the configured spelling for the common ones."""
+    names = {"iso8859-1": b"ISO-8859-1", "latin-1": b"ISO-8859-1", "cp1252": b"windows-1252"}
+    return names.get(codec_name, codec_name.upper().encode())
 
 
 _GIT_SPACE = b" \t\n\r"  # git's own isspace()
@@ -147,16 +218,19 @@ def replay_commit(
     tree: pygit2.Oid,
     parent: pygit2.Oid,
     committer: bytes,
+    style: CommitStyle,
 ) -> pygit2.Oid:
-    """A copy of `original` on a new parent and tree: author and message kept, signatures dropped."""
-    source = read_commit(repo, original)
+    """A copy of `original` on a new parent and tree: author and message kept, signatures
+    dropped, in the repository's commit encoding and cleanup mode."""
+    source = _reencoded(read_commit(repo, original), style.encoding)
     return write_commit(
         repo,
         tree=tree,
         parents=[parent],
         author=source.author,
         committer=committer,
-        message=_picked_message(_message_as_utf8(source)),
+        message=_cleaned(_picked_message(source.message), style),
+        encoding=source.encoding if source.encoding and style.encoding != "utf-8" else "utf-8",
     )
 
 

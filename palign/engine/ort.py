@@ -197,7 +197,20 @@ def merge_trees(repo: pygit2.Repository, *, base: pygit2.Oid, ours: pygit2.Oid, 
     root = _synthetic(repo, base, [], b"base\n")
     left = _synthetic(repo, ours, [root], b"ours\n")
     right = _synthetic(repo, theirs, [root], b"theirs\n")
-    return process_for(repo).merge(left, right)
+    outcome = process_for(repo).merge(left, right)
+    # git names the two sides of a file/directory conflict `path~<side>`, the side being
+    # our throw-away commit here: report the path itself.
+    labels = (f"~{left}", f"~{right}")
+    paths = tuple(dict.fromkeys(_drop_suffix(p, labels) for p in outcome.conflicted_paths))
+    return MergeOutcome(tree=outcome.tree, conflicted_paths=paths)
+
+
+def _drop_suffix(path: str, labels: tuple[str, ...]) -> str:
+    for label in labels:
+        cut = path.rfind("~")
+        if cut > 0 and label.startswith(path[cut:]) and len(path) - cut > 4:
+            return path[:cut]
+    return path
 
 
 def merge_commits(repo: pygit2.Repository, *, ours: pygit2.Oid, theirs: pygit2.Oid) -> MergeOutcome:
