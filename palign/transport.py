@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,32 +80,37 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path(platformdirs.user_cache_dir("palign"))
 
 
-def _run(args: Sequence[str], *, cwd: Path | None = None) -> str:
+def _run_raw(args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
+    """Run git through GitPython (an argument list, never a shell) and return its output;
+    `stdin` feeds it refs, shas or a pack."""
     import git  # GitPython: imported on first use, it costs a tenth of a second at start-up
 
     command = ["git", *args]
-    try:
-        output = git.Git(str(cwd) if cwd else None).execute(
-            command, env=git_env(), with_extended_output=False, stdout_as_string=True
-        )
-    except git.GitCommandError as error:
-        raise GitCommandError(
-            args[0] if args else "", error.status if isinstance(error.status, int) else 1, str(error.stderr)
-        ) from None
-    except FileNotFoundError as error:
-        raise GitCommandError(args[0] if args else "", 127, f"git not found: {error}") from None
-    return str(output)
+    name = next((a for a in args if not a.startswith("-") and "/" not in a), args[0] if args else "")
+    with tempfile.TemporaryFile() as source:
+        if stdin:
+            source.write(stdin)
+            source.seek(0)
+        try:
+            status, output, error_output = git.Git().execute(
+                command,
+                env=git_env(),
+                istream=source,
+                with_extended_output=True,
+                with_exceptions=False,
+                stdout_as_string=False,
+                strip_newline_in_stdout=False,
+            )
+        except FileNotFoundError as error:
+            raise GitCommandError(name, 127, f"git not found: {error}") from None
+    if status != 0:
+        text = error_output.decode(errors="replace") if isinstance(error_output, bytes) else str(error_output)
+        raise GitCommandError(name, int(status), text)
+    return bytes(output)
 
 
-def _run_bytes(args: Sequence[str], stdin: str | bytes) -> bytes:
-    """A git command fed on standard input (refs and shas only, never a shell)."""
-    data = stdin.encode() if isinstance(stdin, str) else stdin
-    proc = subprocess.run(["git", *args], input=data, capture_output=True, env=git_env(), check=False)
-    if proc.returncode != 0:
-        raise GitCommandError(
-            args[2] if len(args) > 2 else args[0], proc.returncode, proc.stderr.decode(errors="replace")
-        )
-    return proc.stdout
+def _run(args: Sequence[str]) -> str:
+    return _run_raw(args).decode("utf-8", "surrogateescape")
 
 
 class Mirror:
@@ -234,10 +239,10 @@ class Mirror:
         if objects_from is not None and new:
             known = sorted(set(self.ref_values("refs/").values()))
             revs = "\n".join([*new, "--not", *known]) + "\n"
-            pack = _run_bytes(
-                ["--git-dir", str(objects_from), "pack-objects", "--revs", "--stdout", "-q"], revs
+            pack = _run_raw(
+                ["--git-dir", str(objects_from), "pack-objects", "--revs", "--stdout", "-q"], stdin=revs.encode()
             )
-            _run_bytes(["--git-dir", str(git_dir), "index-pack", "--stdin", "--fix-thin"], pack)
+            _run_raw(["--git-dir", str(git_dir), "index-pack", "--stdin", "--fix-thin"], stdin=pack)
         lines = []
         for source, ref in updates:
             expected = leases.get(ref)
@@ -247,7 +252,7 @@ class Mirror:
                 lines.append(f"create {ref} {source}")
             else:
                 lines.append(f"update {ref} {source} {expected}")
-        _run_bytes(["--git-dir", str(git_dir), "update-ref", "--stdin"], "\n".join(lines) + "\n")
+        _run_raw(["--git-dir", str(git_dir), "update-ref", "--stdin"], stdin=("\n".join(lines) + "\n").encode())
 
     def ref_values(self, pattern: str) -> dict[str, str]:
         """Refs of the mirror under `pattern` (as of the last sync), name -> sha."""
