@@ -36,7 +36,11 @@ class CliResult:
 def run_palign(*args: str, cwd: Path | None = None) -> CliResult:
     """The real console entry point in a real process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "palign", *args], capture_output=True, text=True, cwd=cwd, env=os.environ.copy(),
+        [sys.executable, "-m", "palign", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=os.environ.copy(),
         timeout=300,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)

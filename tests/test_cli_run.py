@@ -60,8 +60,9 @@ def test_run_stages_results_keeps_backups_and_matches_schema(demo_repo: Path, tm
 
 
 def test_apply_moves_only_unmoved_branches_and_rollback_restores(demo_repo: Path, tmp_path: Path) -> None:
-    result = run_palign("run", str(demo_repo), "--onto", "main", "--branch", "feature/*", "--report-dir",
-                        str(tmp_path / "r"))
+    result = run_palign(
+        "run", str(demo_repo), "--onto", "main", "--branch", "feature/*", "--report-dir", str(tmp_path / "r")
+    )
     assert result.code == 0, result.stdout + result.stderr
     report = _report(tmp_path / "r")
     run_id = report["run_id"]
@@ -91,8 +92,19 @@ def test_apply_moves_only_unmoved_branches_and_rollback_restores(demo_repo: Path
 
 
 def test_run_with_apply_moves_branches_atomically(demo_repo: Path, tmp_path: Path) -> None:
-    result = run_palign("run", str(demo_repo), "--onto", "main", "--branch", "stack/*", "--branch", "docs/*",
-                        "--apply", "--report-dir", str(tmp_path / "r"))
+    result = run_palign(
+        "run",
+        str(demo_repo),
+        "--onto",
+        "main",
+        "--branch",
+        "stack/*",
+        "--branch",
+        "docs/*",
+        "--apply",
+        "--report-dir",
+        str(tmp_path / "r"),
+    )
     assert result.code == 0, result.stdout + result.stderr
     report = _report(tmp_path / "r")
     assert report["applied"] is True
@@ -109,8 +121,17 @@ def test_repository_hooks_never_run(demo_repo: Path, tmp_path: Path) -> None:
         path = hooks / hook
         path.write_text(f"#!/bin/sh\necho {hook} >> {marker}\n")
         path.chmod(0o755)
-    result = run_palign("run", str(demo_repo), "--onto", "main", "--branch", "feature/clean-0*", "--apply",
-                        "--report-dir", str(tmp_path / "r"))
+    result = run_palign(
+        "run",
+        str(demo_repo),
+        "--onto",
+        "main",
+        "--branch",
+        "feature/clean-0*",
+        "--apply",
+        "--report-dir",
+        str(tmp_path / "r"),
+    )
     assert result.code == 0, result.stdout + result.stderr
     run_id = _report(tmp_path / "r")["run_id"]
     assert run_palign("rollback", str(demo_repo), run_id).code == 0
@@ -120,8 +141,17 @@ def test_repository_hooks_never_run(demo_repo: Path, tmp_path: Path) -> None:
 def test_option_like_branch_name_is_a_name(demo_repo: Path, tmp_path: Path) -> None:
     tip = git_out(demo_repo, "rev-parse", "feature/clean-01").strip()
     subprocess.run(["git", "-C", str(demo_repo), "update-ref", "refs/heads/--output=owned", tip], check=True)
-    result = run_palign("run", str(demo_repo), "--onto", "main", "--branch", "--output=*", "--report-dir",
-                        str(tmp_path / "r"), cwd=tmp_path)
+    result = run_palign(
+        "run",
+        str(demo_repo),
+        "--onto",
+        "main",
+        "--branch",
+        "--output=*",
+        "--report-dir",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert result.code == 0, result.stdout + result.stderr
     branches = _branches(_report(tmp_path / "r"))
     assert branches["--output=owned"]["status"] == "aligned"
@@ -131,8 +161,9 @@ def test_option_like_branch_name_is_a_name(demo_repo: Path, tmp_path: Path) -> N
 
 
 def test_file_url_works_like_a_path(demo_repo: Path, tmp_path: Path) -> None:
-    result = run_palign("run", f"file://{demo_repo}", "--onto", "main", "--branch", "docs/*", "--report-dir",
-                        str(tmp_path / "r"))
+    result = run_palign(
+        "run", f"file://{demo_repo}", "--onto", "main", "--branch", "docs/*", "--report-dir", str(tmp_path / "r")
+    )
     assert result.code == 0, result.stdout + result.stderr
     assert {b["status"] for b in _branches(_report(tmp_path / "r")).values()} == {"up_to_date"}
 
