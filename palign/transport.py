@@ -283,8 +283,19 @@ def checked_out_branches(location: RepoLocation) -> set[str]:
     return {line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("branch ")}
 
 
-# The settings of REPO that decide what git's own rebase would write.
-COMMIT_SETTINGS = ("user.name", "user.email", "i18n.commitEncoding", "commit.cleanup", "core.commentChar")
+# The settings of REPO that decide what git's own rebase or merge would write there.
+COMMIT_SETTINGS = (
+    "user.name",
+    "user.email",
+    "i18n.commitEncoding",
+    "commit.cleanup",
+    "core.commentChar",
+    "merge.renames",
+    "merge.directoryRenames",
+    "merge.renameLimit",
+    "diff.renames",
+    "diff.renameLimit",
+)
 
 
 def commit_settings(location: RepoLocation) -> dict[str, str]:

@@ -215,9 +215,9 @@ def _merge(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
     walker = repo.walk(branch.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
     walker.hide(target.id)
     own = list(walker)
-    linear = all(len(c.parents) <= 1 for c in own)
+    linear = all(len(c.parent_ids) <= 1 for c in own)
     slow = 0
-    if linear and own and own[0].parents:
+    if linear and own and own[0].parent_ids:
         # A linear branch has exactly one merge base: the parent of its first own commit.
         base = own[0].parents[0]
         # `git merge` runs in the branch's working tree: its attributes are the branch's.
@@ -256,7 +256,7 @@ def _merge(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
 def _linear_since(repo: pygit2.Repository, branch: pygit2.Commit, target: pygit2.Commit) -> bool:
     walker = repo.walk(branch.id, pygit2.enums.SortMode.NONE)
     walker.hide(target.id)
-    return all(len(commit.parents) <= 1 for commit in walker)
+    return all(len(commit.parent_ids) <= 1 for commit in walker)
 
 
 def align_branch(ctx: AlignContext, request: AlignRequest) -> BranchResult:

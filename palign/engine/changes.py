@@ -108,7 +108,7 @@ def commits_of_run(repo: pygit2.Repository, target: pygit2.Oid, branches: Iterab
     walker.hide(base)
     commits: list[str] = []
     for commit in walker:
-        if len(commit.parents) <= 1:
+        if len(commit.parent_ids) <= 1:
             commits.append(str(commit.id))
             if len(commits) >= PRELOAD_LIMIT:
                 break

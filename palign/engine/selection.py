@@ -99,7 +99,7 @@ class Selection:
 
 
 def is_empty(commit: pygit2.Commit) -> bool:
-    if not commit.parents:
+    if not commit.parent_ids:
         return len(commit.tree) == 0
     return commit.tree_id == commit.parents[0].tree_id
 
@@ -110,9 +110,9 @@ def select_commits(
     walker = repo.walk(branch, SORT.TOPOLOGICAL | SORT.REVERSE)
     walker.hide(target)
     in_range = list(walker)
-    if any(len(c.parents) > 1 for c in in_range):
+    if any(len(c.parent_ids) > 1 for c in in_range):
         return _select_with_git(repo, branch=branch, target=target)
-    upstream = [c for c in _walk(repo, target, hide=branch) if len(c.parents) <= 1]
+    upstream = [c for c in _walk(repo, target, hide=branch) if len(c.parent_ids) <= 1]
     cache.changes.ensure(repo.path, [str(c.id) for c in in_range + upstream])
     candidates: dict[PathKey, list[pygit2.Commit]] = {}
     for commit in in_range:
