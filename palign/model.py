@@ -57,6 +57,7 @@ class Status(str, Enum):
     CONFLICT = "conflict"
     ERROR = "error"
     STALE = "stale"
+    BLOCKED = "blocked"  # stacked on a branch that did not align
 
     @property
     def successful(self) -> bool:
@@ -81,6 +82,9 @@ class AlignRequest:
     cost: int = 0
     ahead: int = -1  # commits of the branch not in the target; -1 when not known
     behind: int = -1  # commits of the target not in the branch
+    parent: str | None = None  # refname of the branch this one is stacked on
+    parent_old: Sha | None = None  # that branch's tip when planned
+    onto: Sha | None = None  # that branch's aligned tip: where this one is replayed
 
     @property
     def branch(self) -> str:

@@ -1,12 +1,13 @@
 """The unit of work every executor runs: align one branch in this process's mirror.
 
 Each process keeps one open repository and one patch-key cache per mirror, so target
-commits are diffed once per process and run. The local pool calls `align_unit`; the
+commits are diffed once per process and run. The local pool calls `align_stack`; the
 Celery tasks of the distributed mode call the same function.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pygit2
@@ -15,7 +16,7 @@ from palign.engine.align import AlignContext, align_branch
 from palign.engine.changes import ChangeIndex
 from palign.engine.objects import Identity
 from palign.engine.selection import PatchKeyCache
-from palign.model import AlignRequest, Sha, Strategy
+from palign.model import AlignRequest, BranchResult, Sha, Status, Strategy
 
 # Worker memory stays bounded: libgit2's object cache defaults to 256 MiB per process.
 _OBJECT_CACHE_BYTES = 32 * 1024 * 1024
@@ -53,6 +54,9 @@ def request_to_json(request: AlignRequest) -> dict[str, Any]:
         "cost": request.cost,
         "ahead": request.ahead,
         "behind": request.behind,
+        "parent": request.parent,
+        "parent_old": request.parent_old,
+        "onto": request.onto,
     }
 
 
@@ -66,9 +70,41 @@ def request_from_json(data: dict[str, Any]) -> AlignRequest:
         cost=int(data.get("cost", 0)),
         ahead=int(data.get("ahead", -1)),
         behind=int(data.get("behind", -1)),
+        parent=data.get("parent"),
+        parent_old=Sha(data["parent_old"]) if data.get("parent_old") else None,
+        onto=Sha(data["onto"]) if data.get("onto") else None,
     )
 
 
-def align_unit(mirror_path: str, identity: tuple[str, str], request: dict[str, Any]) -> dict[str, Any]:
+def blocked_result(request: AlignRequest, blocker: BranchResult) -> BranchResult:
+    return BranchResult(
+        branch_name=request.branch,
+        refname=request.refname,
+        target=request.target,
+        status=Status.BLOCKED,
+        old_sha=request.old_sha,
+        new_sha=None,
+        errors_detected=["blocked_by_parent"],
+        error_message=f"stacked on {blocker.branch_name}, which did not align ({blocker.status.value})",
+    )
+
+
+def align_stack(
+    mirror_path: str, identity: tuple[str, str], levels: list[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """One unit of work: a stack, level by level. A branch stacked on another is replayed
+    onto that one's aligned tip, and is blocked when that one did not align."""
     ctx = context_for(mirror_path, Identity(*identity))
-    return align_branch(ctx, request_from_json(request)).to_json()
+    done: dict[str, BranchResult] = {}
+    for level in levels:
+        for data in level:
+            request = request_from_json(data)
+            parent = done.get(request.parent) if request.parent else None
+            if parent is not None and not parent.status.successful:
+                result = blocked_result(request, parent)
+            else:
+                if parent is not None and parent.new_sha is not None:
+                    request = replace(request, parent_old=parent.old_sha, onto=parent.new_sha)
+                result = align_branch(ctx, request)
+            done[request.refname] = result
+    return [result.to_json() for result in done.values()]

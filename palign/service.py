@@ -168,7 +168,7 @@ def _align_all(
     return run_local(
         str(store),
         _identity(settings),
-        requests,
+        [[[request]] for request in requests],
         workers=options.workers,
         on_result=on_result,
         preload_commits=touched,

@@ -162,15 +162,26 @@ def _utf8(path: str) -> bool:
     return True
 
 
-def _rebase(ctx: AlignContext, branch: pygit2.Commit, target: pygit2.Commit) -> _Outcome:
+def _rebase(
+    ctx: AlignContext,
+    branch: pygit2.Commit,
+    target: pygit2.Commit,
+    *,
+    onto: pygit2.Commit | None = None,
+    below: pygit2.Oid | None = None,
+) -> _Outcome:
+    """`git rebase TARGET`; for a stacked branch `git rebase --onto ONTO BELOW` (ONTO the
+    aligned tip of the branch below, BELOW its old tip), with patches already in the target
+    skipped as `git rebase --update-refs` would skip them."""
     repo = ctx.repo
-    selection = select_commits(repo, branch=branch.id, target=target.id, cache=ctx.cache)
+    selection = select_commits(repo, branch=branch.id, target=target.id, cache=ctx.cache, below=below)
     committer = ctx.identity.signature_line()
+    start = onto if onto is not None else target
     attribute_dirs = _attribute_dirs(
-        ctx, target.tree, [path for c in selection.commits for path in ctx.cache.entries(repo, c)]
+        ctx, start.tree, [path for c in selection.commits for path in ctx.cache.entries(repo, c)]
     )
-    head = target
-    head_tree = target.tree
+    head = start
+    head_tree = start.tree
     replayed, skipped, slow = 0, selection.skipped, 0
     for commit in selection.commits:
         parent_tree = commit.parents[0].tree if commit.parents else None
@@ -200,7 +211,9 @@ def _rebase(ctx: AlignContext, branch: pygit2.Commit, target: pygit2.Commit) -> 
         head_tree = head.tree
         replayed += 1
     if replayed == 0:
-        return _Outcome(Status.MERGED, target.id, 0, skipped, slow_merges=slow, strategy=Strategy.REBASE)
+        # Nothing of its own left: like git, the branch ends where it was replayed onto.
+        status = Status.MERGED if start.id == target.id else Status.ALIGNED
+        return _Outcome(status, start.id, 0, skipped, slow_merges=slow, strategy=Strategy.REBASE)
     return _Outcome(Status.ALIGNED, head.id, replayed, skipped, slow_merges=slow, strategy=Strategy.REBASE)
 
 
@@ -248,9 +261,33 @@ def _merge(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
         parents=[branch.id, target.id],
         author=identity,
         committer=identity,
-        message=_merge_message(request.target, request.branch),
+        message=_merge_message(
+            request.target if str(target.id) == request.target_sha or not request.parent else request.parent,
+            request.branch,
+        ),
     )
     return _Outcome(Status.ALIGNED, new_id, replayed=1, slow_merges=slow, strategy=Strategy.MERGE)
+
+
+def _align_stacked(
+    ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, target: pygit2.Commit, onto: pygit2.Commit
+) -> _Outcome:
+    """A branch stacked on another that moved: its own commits go onto the other's aligned
+    tip (rebase), or that tip is merged into it (merge)."""
+    repo = ctx.repo
+    below = pygit2.Oid(hex=request.parent_old) if request.parent_old else None
+    if request.strategy == Strategy.MERGE:
+        if branch.id == onto.id or repo.descendant_of(branch.id, onto.id):
+            return _Outcome(Status.UP_TO_DATE, branch.id)
+        if repo.descendant_of(onto.id, branch.id):
+            return _Outcome(Status.MERGED if onto.id == target.id else Status.ALIGNED, onto.id)
+        return _merge(ctx, request, branch, onto)
+    rebased = _rebase(ctx, branch, target, onto=onto, below=below)
+    if request.strategy == Strategy.AUTO and rebased.status == Status.CONFLICT:
+        merged = _merge(ctx, request, branch, onto)
+        if merged.status != Status.CONFLICT:
+            return merged
+    return rebased
 
 
 def _linear_since(repo: pygit2.Repository, branch: pygit2.Commit, target: pygit2.Commit) -> bool:
@@ -294,6 +331,8 @@ def align_branch(ctx: AlignContext, request: AlignRequest) -> BranchResult:
 
 def _align(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, target: pygit2.Commit) -> _Outcome:
     repo = ctx.repo
+    if request.onto is not None and request.onto != request.parent_old:
+        return _align_stacked(ctx, request, branch, target, repo[request.onto])  # type: ignore[arg-type]
     known = request.ahead >= 0 and request.behind >= 0
     contains_target = (
         request.behind == 0 if known else branch.id == target.id or repo.descendant_of(branch.id, target.id)

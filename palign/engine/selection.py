@@ -105,13 +105,22 @@ def is_empty(commit: pygit2.Commit) -> bool:
 
 
 def select_commits(
-    repo: pygit2.Repository, *, branch: pygit2.Oid, target: pygit2.Oid, cache: PatchKeyCache
+    repo: pygit2.Repository,
+    *,
+    branch: pygit2.Oid,
+    target: pygit2.Oid,
+    cache: PatchKeyCache,
+    below: pygit2.Oid | None = None,
 ) -> Selection:
+    """The commits to replay; `below` is the old tip of the branch this one is stacked on,
+    whose commits are not this branch's to replay (`git rebase --onto NEW OLD`)."""
     walker = repo.walk(branch, SORT.TOPOLOGICAL | SORT.REVERSE)
     walker.hide(target)
+    if below is not None:
+        walker.hide(below)
     in_range = list(walker)
     if any(len(c.parent_ids) > 1 for c in in_range):
-        return _select_with_git(repo, branch=branch, target=target)
+        return _select_with_git(repo, branch=branch, target=target, below=below)
     upstream = [c for c in _walk(repo, target, hide=branch) if len(c.parent_ids) <= 1]
     cache.changes.ensure(repo.path, [str(c.id) for c in in_range + upstream])
     candidates: dict[PathKey, list[pygit2.Commit]] = {}
@@ -122,7 +131,7 @@ def select_commits(
         for theirs in upstream:
             same_paths = candidates.get(cache.key(repo, theirs))
             if same_paths and _maybe_same_patch(repo, cache, theirs, same_paths):
-                return _select_with_git(repo, branch=branch, target=target)
+                return _select_with_git(repo, branch=branch, target=target, below=below)
     return Selection(commits=in_range, skipped=0, used_git=False)
 
 
@@ -139,7 +148,9 @@ def _maybe_same_patch(
     return any(their_lines is None or cache.changed_lines(repo, c) in (None, their_lines) for c in ours)
 
 
-def _select_with_git(repo: pygit2.Repository, *, branch: pygit2.Oid, target: pygit2.Oid) -> Selection:
+def _select_with_git(
+    repo: pygit2.Repository, *, branch: pygit2.Oid, target: pygit2.Oid, below: pygit2.Oid | None
+) -> Selection:
     proc = subprocess.run(
         [
             "git",
@@ -152,6 +163,7 @@ def _select_with_git(repo: pygit2.Repository, *, branch: pygit2.Oid, target: pyg
             "--topo-order",
             "--reverse",
             f"{target}...{branch}",
+            *([f"^{below}"] if below is not None else []),
         ],
         capture_output=True,
         env=git_env(),

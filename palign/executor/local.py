@@ -7,10 +7,12 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 
 from palign.engine.objects import Identity
+from palign.errors import InfrastructureError
 from palign.model import AlignRequest, BranchResult
-from palign.runtime import align_unit, preload_changes, request_to_json
+from palign.runtime import align_stack, preload_changes, request_to_json
 
 ResultCallback = Callable[[BranchResult], None]
 
@@ -22,30 +24,42 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+Unit = list[list[AlignRequest]]  # a stack, level by level; a lone branch is [[request]]
+
+
 def run_local(
     mirror_path: str,
     identity: Identity,
-    requests: Sequence[AlignRequest],
+    units: Sequence[Unit],
     *,
     workers: int,
     on_result: ResultCallback | None = None,
     preload_commits: Sequence[str] = (),
 ) -> list[BranchResult]:
-    """Align every request with `workers` processes, largest first; results in request order.
+    """Run every unit with `workers` processes, largest first; results in unit order.
     `preload_commits` are diffed once here when the workers can inherit the result."""
-    ordered = sorted(range(len(requests)), key=lambda i: -requests[i].cost)
-    results: list[BranchResult | None] = [None] * len(requests)
+    cost = [sum(r.cost for level in unit for r in level) for unit in units]
+    ordered = sorted(range(len(units)), key=lambda i: -cost[i])
+    results: list[list[BranchResult]] = [[] for _ in units]
     ident = (identity.name, identity.email)
     context = _pool_context()
     if preload_commits and context.get_start_method() == "fork":
         preload_changes(mirror_path, list(preload_commits))
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(requests))), mp_context=context) as pool:
-        futures: dict[Future[dict[str, object]], int] = {
-            pool.submit(align_unit, mirror_path, ident, request_to_json(requests[i])): i for i in ordered
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(units))), mp_context=context) as pool:
+        futures: dict[Future[list[dict[str, object]]], int] = {
+            pool.submit(align_stack, mirror_path, ident, [[request_to_json(r) for r in level] for level in units[i]]): i
+            for i in ordered
         }
         for future in as_completed(futures):
-            result = BranchResult.from_json(future.result())
-            results[futures[future]] = result
+            try:
+                payload = future.result()
+            except BrokenProcessPool as error:
+                raise InfrastructureError(
+                    f"a worker process died ({error}); nothing was written to the repository"
+                ) from None
+            unit_results = [BranchResult.from_json(item) for item in payload]
+            results[futures[future]] = unit_results
             if on_result is not None:
-                on_result(result)
-    return [r for r in results if r is not None]
+                for result in unit_results:
+                    on_result(result)
+    return [result for unit_results in results for result in unit_results]
