@@ -25,6 +25,7 @@ class FileChange:
     path: str
     old_mode: int
     new_mode: int
+    old_id: str
     new_id: str
 
 
@@ -75,10 +76,10 @@ def _diff_tree(git_dir: str, commits: list[str]) -> dict[str, CommitChanges]:
     while index < len(fields):
         token = fields[index]
         if token.startswith(b":"):
-            old_mode, new_mode, _old_id, new_id, status = token[1:].decode().split(" ")
+            old_mode, new_mode, old_id, new_id, status = token[1:].decode().split(" ")
             path = fields[index + 1].decode("utf-8", "surrogateescape")
             assert current is not None
-            current.append(FileChange(status[0], path, int(old_mode, 8), int(new_mode, 8), new_id))
+            current.append(FileChange(status[0], path, int(old_mode, 8), int(new_mode, 8), old_id, new_id))
             index += 2
             continue
         token = token.strip()

@@ -24,6 +24,16 @@ SORT = pygit2.enums.SortMode
 PathKey = tuple[tuple[str, str, int], ...]
 LineKey = tuple[tuple[str, tuple[bytes, ...]], ...] | None  # None: binary, only git can tell
 _WHITESPACE = bytes.maketrans(b"", b"")
+SizeKey = tuple[tuple[str, int], ...]
+_NO_OBJECT = "0" * 40
+_GITLINK = 0o160000
+
+
+def _stripped_size(repo: pygit2.Repository, blob_id: str, mode: int) -> int:
+    if blob_id == _NO_OBJECT or mode == _GITLINK:
+        return 0
+    data: bytes = repo[blob_id].data  # type: ignore[attr-defined]
+    return len(data.translate(_WHITESPACE, b" \t\n\r\v\f"))
 
 
 @dataclass
@@ -34,6 +44,7 @@ class PatchKeyCache:
     changes: ChangeIndex = field(default_factory=ChangeIndex)
     keys: dict[pygit2.Oid, PathKey] = field(default_factory=dict)
     lines: dict[pygit2.Oid, LineKey] = field(default_factory=dict)
+    sizes: dict[pygit2.Oid, SizeKey] = field(default_factory=dict)
 
     def changed_lines(self, repo: pygit2.Repository, commit: pygit2.Commit) -> LineKey:
         found = self.lines.get(commit.id)
@@ -58,6 +69,20 @@ class PatchKeyCache:
                     items.append(("M", path, 0))
             found = tuple(sorted(items))
             self.keys[commit.id] = found
+        return found
+
+    def size_key(self, repo: pygit2.Repository, commit: pygit2.Commit) -> SizeKey:
+        """Per path, how much the file grew without its whitespace: equal patch-ids (which
+        ignore whitespace) imply equal size keys, and reading blobs costs less than a diff."""
+        found = self.sizes.get(commit.id)
+        if found is None:
+            items = []
+            for change in self.changes.get(repo.path, str(commit.id)):
+                old = _stripped_size(repo, change.old_id, change.old_mode)
+                new = _stripped_size(repo, change.new_id, change.new_mode)
+                items.append((_without_whitespace(change.path), new - old))
+            found = tuple(sorted(items))
+            self.sizes[commit.id] = found
         return found
 
     def entries(self, repo: pygit2.Repository, commit: pygit2.Commit) -> Changes:
@@ -119,19 +144,21 @@ def select_commits(
     if below is not None:
         walker.hide(below)
     in_range = list(walker)
-    if any(len(c.parent_ids) > 1 for c in in_range):
-        return _select_with_git(repo, branch=branch, target=target, below=below)
+    own = [c for c in in_range if len(c.parent_ids) <= 1]
     upstream = [c for c in _walk(repo, target, hide=branch) if len(c.parent_ids) <= 1]
-    cache.changes.ensure(repo.path, [str(c.id) for c in in_range + upstream])
+    cache.changes.ensure(repo.path, [str(c.id) for c in own + upstream])
     candidates: dict[PathKey, list[pygit2.Commit]] = {}
-    for commit in in_range:
+    for commit in own:
         if not is_empty(commit):
             candidates.setdefault(cache.key(repo, commit), []).append(commit)
     if candidates:
         for theirs in upstream:
             same_paths = candidates.get(cache.key(repo, theirs))
             if same_paths and _maybe_same_patch(repo, cache, theirs, same_paths):
-                return _select_with_git(repo, branch=branch, target=target, below=below)
+                return _select_with_git(repo, branch=branch, target=target, below=below, cherry=True)
+    if len(own) < len(in_range):
+        # Merge commits in the range: only git's graph order is needed, no patch-ids.
+        return _select_with_git(repo, branch=branch, target=target, below=below, cherry=False)
     return Selection(commits=in_range, skipped=0, used_git=False)
 
 
@@ -144,25 +171,29 @@ def _walk(repo: pygit2.Repository, start: pygit2.Oid, *, hide: pygit2.Oid) -> li
 def _maybe_same_patch(
     repo: pygit2.Repository, cache: PatchKeyCache, theirs: pygit2.Commit, ours: list[pygit2.Commit]
 ) -> bool:
+    their_size = cache.size_key(repo, theirs)
+    ours = [c for c in ours if cache.size_key(repo, c) == their_size]
+    if not ours:
+        return False
     their_lines = cache.changed_lines(repo, theirs)
     return any(their_lines is None or cache.changed_lines(repo, c) in (None, their_lines) for c in ours)
 
 
 def _select_with_git(
-    repo: pygit2.Repository, *, branch: pygit2.Oid, target: pygit2.Oid, below: pygit2.Oid | None
+    repo: pygit2.Repository, *, branch: pygit2.Oid, target: pygit2.Oid, below: pygit2.Oid | None, cherry: bool
 ) -> Selection:
+    """git's own list: `--cherry-mark` marks patches already upstream (`=`)."""
+    revisions = ["--cherry-mark", "--right-only", f"{target}...{branch}"] if cherry else [f"^{target}", str(branch)]
     proc = subprocess.run(
         [
             "git",
             "--git-dir",
             repo.path,
             "rev-list",
-            "--cherry-mark",
-            "--right-only",
             "--no-merges",
             "--topo-order",
             "--reverse",
-            f"{target}...{branch}",
+            *revisions,
             *([f"^{below}"] if below is not None else []),
         ],
         capture_output=True,
@@ -172,7 +203,7 @@ def _select_with_git(
     commits: list[pygit2.Commit] = []
     skipped = 0
     for line in proc.stdout.decode().split():
-        mark, commit = line[0], repo[line[1:]]
+        mark, commit = (line[0], repo[line[1:]]) if cherry else ("+", repo[line])
         if mark == "=" and not is_empty(commit):  # type: ignore[arg-type]
             skipped += 1
         else:
