@@ -19,6 +19,15 @@ from palign.report import RunReport, write
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+CONFIG_OPTION = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="palign.toml with target rules, declared stacks and plan settings (default: ./palign.toml).",
+)
+
+
 def _fail(message: str, code: ExitCode) -> NoReturn:
     click.echo(f"palign: error: {message}", err=True)
     sys.exit(int(code))
@@ -117,6 +126,14 @@ def print_summary(report: RunReport, json_path: Path | None) -> None:
 )
 @click.option("--workers", type=int, default=None, metavar="N", help="Worker processes (default: CPU count).")
 @click.option("--apply", "apply_", is_flag=True, help="Move the aligned branches in REPO (atomic, with leases).")
+@CONFIG_OPTION
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Execute this plan file (`palign plan --json`, or another tool's categorized branches).",
+)
 @click.option(
     "--report-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -131,9 +148,15 @@ def run(
     strategy: str,
     workers: int | None,
     apply_: bool,
+    config: Path | None,
+    plan_file: Path | None,
     report_dir: Path,
 ) -> None:
     """Align branches of REPO (a path or a file/ssh/http(s)/git URL) onto TARGET.
+
+    With several --onto, each branch goes onto the target it forked from most recently
+    (rules in palign.toml win). A branch built on another selected branch is aligned onto
+    that branch's result, after it (a stack); if that one does not align, it is blocked.
 
     Backups of every selected branch go to refs/palign/backup/RUN_ID/ before anything
     else, results to refs/palign/staged/RUN_ID/. Exit status: 0 every branch aligned,
@@ -150,6 +173,8 @@ def run(
         strategy=Strategy(strategy),
         workers=workers or os.cpu_count() or 1,
         apply=apply_,
+        config=config,
+        plan_file=plan_file,
     )
     planned, advance, stop = _progress([])
     try:
@@ -159,6 +184,87 @@ def run(
     json_path, _ = write(report, report_dir)
     print_summary(report, json_path)
     sys.exit(int(ExitCode.OK if not report.failed else ExitCode.BRANCHES_NOT_ALIGNED))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("repo")
+@click.option(
+    "--onto",
+    "targets",
+    multiple=True,
+    required=True,
+    metavar="TARGET",
+    help="Target branch (repeatable: main, scientific, release/2.x ...).",
+)
+@click.option("--branch", "branch_globs", multiple=True, metavar="GLOB", help="Plan only matching branches.")
+@click.option(
+    "--strategy",
+    type=click.Choice([s.value for s in Strategy]),
+    default="rebase",
+    show_default=True,
+    help="Strategy the forecast uses.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Processes for the forecast (default: CPU count).",
+)
+@click.option("--no-forecast", is_flag=True, help="Skip the dry run that predicts each branch's outcome.")
+@click.option("--json", "as_json", is_flag=True, help="Print a plan file (JSON) instead of the table.")
+@CONFIG_OPTION
+def plan(
+    repo: str,
+    targets: Sequence[str],
+    branch_globs: Sequence[str],
+    strategy: str,
+    workers: int | None,
+    no_forecast: bool,
+    as_json: bool,
+    config: Path | None,
+) -> None:
+    """Show what a run would do, writing nothing: each branch's target (and confidence),
+    category, ahead/behind counts, the branch it is stacked on, its cluster of branches
+    touching the same files, and a forecast from an in-memory dry run.
+
+    `palign plan --json > plan.json` writes a plan file that `palign run --plan` executes.
+    """
+    from palign.planner.planfile import write_plan
+
+    options = service.RunOptions(
+        repo=repo,
+        targets=targets,
+        branch_globs=branch_globs,
+        strategy=Strategy(strategy),
+        workers=workers or os.cpu_count() or 1,
+        config=config,
+    )
+    prepared = service.plan(options, forecast=not no_forecast)
+    if as_json:
+        click.echo(write_plan(prepared.plan), nl=False)
+        return
+    rows = [("branch", "target", "conf", "category", "ahead", "behind", "stacked on", "cluster", "forecast")]
+    for b in sorted(prepared.plan.branches, key=lambda b: (b.assigned_target, b.cluster_id, b.branch_name)):
+        rows.append(
+            (
+                b.branch_name,
+                b.assigned_target,
+                f"{b.confidence:.2f}",
+                b.category.value,
+                str(b.ahead),
+                str(b.behind),
+                b.parent or "-",
+                b.cluster_id,
+                b.forecast or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    units = prepared.plan.units
+    stacks = sum(1 for unit in units if len(unit.levels) > 1)
+    click.echo(f"{len(prepared.plan.branches)} branches in {len(units)} units of work ({stacks} stacks)")
 
 
 @main.command(context_settings=CONTEXT)

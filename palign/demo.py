@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -18,8 +19,11 @@ _SIG_NAME, _SIG_MAIL = "Demo Author", "demo@example.com"
 MODULES = [f"src/pkg{p}/mod{m}.py" for p in range(4) for m in range(6)] + ["README.md", "CHANGELOG.md"]
 
 
+_START = int(time.time()) - 7 * 86400  # a week of history, so no branch looks stale
+
+
 def _signature(step: int) -> pygit2.Signature:
-    return pygit2.Signature(_SIG_NAME, _SIG_MAIL, 1_700_000_000 + step * 60, 0)
+    return pygit2.Signature(_SIG_NAME, _SIG_MAIL, _START + step * 60, 0)
 
 
 class _Builder:

@@ -13,16 +13,17 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import pygit2
 
+from palign.config import load as load_config
 from palign.engine.changes import commits_of_run
 from palign.engine.objects import Identity, committer_identity
 from palign.errors import GitCommandError, InputError, NoBranchMatched, UnknownRun, UnknownTarget
-from palign.executor.local import run_local
+from palign.executor.local import Unit, run_local
 from palign.model import (
     BRANCH_PREFIX,
     PALIGN_NAMESPACE,
@@ -36,6 +37,10 @@ from palign.model import (
     short_name,
     staged_ref,
 )
+from palign.planner.inspect import gather_facts
+from palign.planner.model import Plan
+from palign.planner.plan import make_plan
+from palign.planner.planfile import read_plan_file
 from palign.report import RunReport, now
 from palign.scratch import ScratchStore
 from palign.transport import Mirror, checked_out_branches, commit_settings, parse_location
@@ -59,6 +64,8 @@ class RunOptions:
     strategy: Strategy = Strategy.REBASE
     workers: int = 1
     apply: bool = False
+    config: Path | None = None  # palign.toml (default: ./palign.toml when present)
+    plan_file: Path | None = None  # a plan file to execute (`palign plan --json`, or another tool's)
 
 
 @dataclass
@@ -109,53 +116,102 @@ def _identity(settings: dict[str, str]) -> Identity:
     return committer_identity(settings.get("user.name"), settings.get("user.email"))
 
 
-def prepare(options: RunOptions) -> tuple[Mirror, dict[str, str], list[AlignRequest]]:
+@dataclass
+class Prepared:
+    """A checked and planned run: nothing has been written anywhere yet."""
+
+    mirror: Mirror
+    targets: dict[str, str]  # target ref -> commit sha
+    plan: Plan
+    requests: dict[str, AlignRequest]  # by branch short name
+    units: list[Unit]
+
+
+def prepare(options: RunOptions) -> Prepared:
     """Every input check, and the plan: raises InputError before anything is written."""
     if options.workers < 1:
         raise InputError(f"--workers must be at least 1 (got {options.workers})")
-    if len(options.targets) != 1:
-        raise InputError("give exactly one --onto target (several targets come with the planner)")
+    config = load_config(options.config)
+    entries = read_plan_file(options.plan_file) if options.plan_file is not None else []
     location = parse_location(options.repo)
     mirror = Mirror(location)
     mirror.sync()
     refs = mirror.ref_values("refs/")
-    targets = {_resolve_target(refs, t): "" for t in options.targets}
-    for target in targets:
-        targets[target] = refs[target]
-    target, target_sha = next(iter(targets.items()))
     repo = pygit2.Repository(str(mirror.path))
-    peeled = str(repo.revparse_single(target_sha).peel(pygit2.Commit).id)
-    targets[target] = peeled
-    branches = select_branches(refs, options.branch_globs, exclude=set(targets))
-    requests = []
-    for ref in branches:
-        try:
-            ahead, behind = repo.ahead_behind(refs[ref], peeled)
-        except (pygit2.GitError, KeyError, ValueError):
-            ahead, behind = -1, -1
-        requests.append(
-            AlignRequest(
-                refname=ref,
-                old_sha=Sha(refs[ref]),
-                target=target,
-                target_sha=Sha(peeled),
-                strategy=options.strategy,
-                cost=max(ahead, 0),
-                ahead=ahead,
-                behind=behind,
-            )
+    targets: dict[str, str] = {}
+    for name in options.targets:
+        ref = _resolve_target(refs, name)
+        targets[ref] = str(repo.revparse_single(refs[ref]).peel(pygit2.Commit).id)
+    if entries and not options.branch_globs:
+        branches = []
+        for entry in entries:
+            ref = _branch_ref(entry.branch_name)
+            if ref not in refs:
+                raise InputError(f"plan file line {entry.line}: no branch {entry.branch_name!r} in the repository")
+            branches.append(ref)
+    else:
+        branches = select_branches(refs, options.branch_globs, exclude=set(targets))
+    names = {short_name(ref): ref for ref in targets}
+    facts = gather_facts(repo, {ref: refs[ref] for ref in branches}, {n: targets[r] for n, r in names.items()})
+    plan = make_plan(
+        facts,
+        list(names),
+        config.rules,
+        config.dependencies,
+        config.stale_days,
+        time.time(),
+        entries=entries,
+        cluster_threshold=config.cluster_threshold,
+    )
+    requests: dict[str, AlignRequest] = {}
+    for planned in plan.branches:
+        target_ref = names[planned.assigned_target]
+        orphan = planned.category.value == "orphan"
+        requests[planned.branch_name] = AlignRequest(
+            refname=planned.refname,
+            old_sha=Sha(planned.sha),
+            target=target_ref,
+            target_sha=Sha(targets[target_ref]),
+            strategy=options.strategy,
+            cost=planned.cost,
+            ahead=-1 if orphan else planned.ahead,
+            behind=-1 if orphan else planned.behind,
+            parent=requests_parent_ref(plan, planned.parent),
         )
-    return mirror, targets, requests
+    units = [[[requests[name] for name in level] for level in unit.levels] for unit in plan.units]
+    return Prepared(mirror, targets, plan, requests, units)
+
+
+def requests_parent_ref(plan: Plan, parent: str | None) -> str | None:
+    return plan.branch(parent).refname if parent is not None else None
+
+
+def plan(options: RunOptions, *, forecast: bool = True) -> Prepared:
+    """The plan of a run, with each branch's forecast from an in-memory dry run of the real
+    alignment (nothing is written to REPO; the dry run's objects live in a scratch store)."""
+    prepared = prepare(options)
+    if forecast and prepared.requests:
+        settings = commit_settings(prepared.mirror.location)
+        with ScratchStore(prepared.mirror.path, f"plan-{secrets.token_hex(3)}", settings=settings) as scratch:
+            repo = pygit2.Repository(str(scratch.path))
+            results = _align_all(options, prepared, scratch.path, repo, settings, None)
+        by_name = {r.branch_name: r for r in results}
+        prepared.plan = replace(
+            prepared.plan,
+            branches=[replace(b, forecast=by_name[b.branch_name].status.value) for b in prepared.plan.branches],
+        )
+    return prepared
 
 
 def _align_all(
     options: RunOptions,
-    requests: list[AlignRequest],
+    prepared: Prepared,
     store: Path,
     repo: pygit2.Repository,
     settings: dict[str, str],
     on_result: ProgressCallback | None,
 ) -> list[BranchResult]:
+    requests = list(prepared.requests.values())
     touched = [
         commit
         for target_sha in {r.target_sha for r in requests}
@@ -168,7 +224,7 @@ def _align_all(
     return run_local(
         str(store),
         _identity(settings),
-        [[[request]] for request in requests],
+        prepared.units,
         workers=options.workers,
         on_result=on_result,
         preload_commits=touched,
@@ -181,15 +237,16 @@ def run(
     started_at = now()
     clock = time.perf_counter()
     run_id = new_run_id(started_at)
-    with _phase("checking input and syncing the mirror", run_id):
-        mirror, targets, requests = prepare(options)
+    with _phase("checking input, syncing the mirror and planning", run_id):
+        prepared = prepare(options)
+    mirror, targets, requests = prepared.mirror, prepared.targets, list(prepared.requests.values())
     if on_planned is not None:
         on_planned(len(requests))
     settings = commit_settings(mirror.location)
     with ScratchStore(mirror.path, run_id, settings=settings) as scratch:
         repo = pygit2.Repository(str(scratch.path))
         with _phase("aligning", run_id):
-            results = _align_all(options, requests, scratch.path, repo, settings, on_result)
+            results = _align_all(options, prepared, scratch.path, repo, settings, on_result)
         # Backups and staged results land together, in one push: no branch moves before
         # both are in REPO (only --apply / `palign apply` move branches).
         with _phase("pushing backups and staged results", run_id):

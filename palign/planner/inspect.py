@@ -1,0 +1,173 @@
+"""Gather the planner's facts from a repository: the one planner module touching git.
+
+Cost follows what the branches bring rather than the repository's size: per (branch,
+target) one merge base and one ahead/behind count (libgit2), one walk of the branch's
+own commits (`TARGET..BRANCH`, which also finds the selected tips the branch contains)
+and one tree diff (merge base -> tip, memoised). Two things do scale with history, and
+are paid once: a target's first-parent line is walked at most once, and only when some
+tip is already in that target; an orphan branch makes libgit2 walk both histories to
+find there is no merge base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import pygit2
+
+from palign.errors import InfrastructureError, InputError
+from palign.model import short_name
+from palign.planner.model import BranchFacts, TargetFacts
+
+__all__ = ["gather_facts"]
+
+
+def _commit(repo: pygit2.Repository, refname: str, sha: str) -> pygit2.Commit:
+    try:
+        return repo[sha].peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError) as error:
+        raise InputError(f"{refname}: {sha} is not a commit of the repository") from error
+
+
+def _own_commits(repo: pygit2.Repository, tip: pygit2.Oid, target: pygit2.Oid) -> Iterable[pygit2.Commit]:
+    walker = repo.walk(tip, pygit2.enums.SortMode.NONE)
+    walker.hide(target)
+    return walker
+
+
+class _Inspector:
+    """Memoised per-repository lookups shared by every branch of one `gather_facts` call."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        self.first_parent: dict[pygit2.Oid, frozenset[pygit2.Oid]] = {}
+        self.touched: dict[tuple[pygit2.Oid, pygit2.Oid], frozenset[str]] = {}
+        self.patch_ids: dict[pygit2.Oid, pygit2.Oid | None] = {}
+
+    def first_parent_line(self, target: pygit2.Oid) -> frozenset[pygit2.Oid]:
+        line = self.first_parent.get(target)
+        if line is None:
+            walker = self.repo.walk(target, pygit2.enums.SortMode.NONE)
+            walker.simplify_first_parent()
+            line = frozenset(commit.id for commit in walker)
+            self.first_parent[target] = line
+        return line
+
+    def touched_paths(self, base: pygit2.Oid, tip: pygit2.Commit) -> frozenset[str]:
+        key = (base, tip.id)
+        paths = self.touched.get(key)
+        if paths is None:
+            diff = self.repo[base].peel(pygit2.Commit).tree.diff_to_tree(tip.tree)
+            found: set[str] = set()
+            for delta in diff.deltas:
+                found.add(delta.old_file.path)
+                found.add(delta.new_file.path)
+            paths = self.touched[key] = frozenset(found)
+        return paths
+
+    def patch_id(self, commit: pygit2.Commit) -> pygit2.Oid | None:
+        """Patch id of a non-merge commit's change; None for merges and empty changes
+        (git's rebase drops merges and keeps originally-empty commits: neither is
+        "already upstream")."""
+        if commit.id not in self.patch_ids:
+            patch: pygit2.Oid | None = None
+            if len(commit.parent_ids) <= 1:
+                if commit.parent_ids:
+                    diff = commit.parents[0].tree.diff_to_tree(commit.tree)
+                else:  # a root commit: everything it holds is its change
+                    diff = commit.tree.diff_to_tree(swap=True)
+                patch = diff.patchid if len(diff) else None
+            self.patch_ids[commit.id] = patch
+        return self.patch_ids[commit.id]
+
+    def merged_by_patch_id(self, own: list[pygit2.Commit], tip: pygit2.Oid, target: pygit2.Oid) -> bool:
+        """Every own commit's patch is among the target commits the branch lacks
+        (what `git rebase` would skip as already upstream)."""
+        wanted = set()
+        for commit in own:
+            patch = self.patch_id(commit)
+            if patch is None and len(commit.parent_ids) <= 1:
+                return False
+            if patch is not None:
+                wanted.add(patch)
+        if not wanted:
+            return False
+        for commit in _own_commits(self.repo, target, tip):
+            wanted.discard(self.patch_id(commit))
+            if not wanted:
+                return True
+        return False
+
+
+def _facts_on_target(
+    inspector: _Inspector,
+    tip: pygit2.Commit,
+    target: pygit2.Oid,
+    tips: Mapping[pygit2.Oid, list[str]],
+    contains: set[str],
+    with_patch_ids: bool,
+) -> TargetFacts:
+    repo = inspector.repo
+    base = repo.merge_base(tip.id, target)
+    ahead, behind = repo.ahead_behind(tip.id, target)
+    if base is None:
+        return TargetFacts(ahead, behind, False, False, False, False)
+    own = []
+    if ahead:
+        for commit in _own_commits(repo, tip.id, target):
+            if commit.id != tip.id and commit.id in tips:
+                contains.update(tips[commit.id])
+            own.append(commit)
+    in_target = ahead == 0
+    return TargetFacts(
+        ahead=ahead,
+        behind=behind,
+        has_common_history=True,
+        merged_by_ancestry=in_target,
+        on_first_parent_chain=in_target and tip.id in inspector.first_parent_line(target),
+        merged_by_patch_id=bool(with_patch_ids and own and inspector.merged_by_patch_id(own, tip.id, target)),
+        merge_base=str(base),
+        touched_paths=inspector.touched_paths(base, tip),
+    )
+
+
+def gather_facts(
+    repo: pygit2.Repository,
+    branch_refs: Mapping[str, str],
+    targets: Mapping[str, str],
+    *,
+    with_patch_ids: bool = False,
+) -> list[BranchFacts]:
+    """Facts of every branch of `branch_refs` (refname -> sha) against every target of
+    `targets` (target name -> sha; the names key `BranchFacts.targets`), in input order.
+
+    `with_patch_ids` also checks whether diverged branches are merged by patch id, which
+    costs a walk of the target commits each such branch lacks (patch ids are memoised).
+    """
+    try:
+        inspector = _Inspector(repo)
+        target_ids = {name: _commit(repo, name, sha).id for name, sha in targets.items()}
+        tip_commits = {ref: _commit(repo, ref, sha) for ref, sha in branch_refs.items()}
+        tips: dict[pygit2.Oid, list[str]] = {}
+        for ref, commit in tip_commits.items():
+            tips.setdefault(commit.id, []).append(ref)
+        facts = []
+        for ref, tip in tip_commits.items():
+            contains: set[str] = set()
+            per_target = {
+                name: _facts_on_target(inspector, tip, target, tips, contains, with_patch_ids)
+                for name, target in target_ids.items()
+            }
+            facts.append(
+                BranchFacts(
+                    refname=ref,
+                    name=short_name(ref),
+                    sha=str(tip.id),
+                    targets=per_target,
+                    last_commit_time=tip.commit_time,
+                    contains=frozenset(contains),
+                )
+            )
+        return facts
+    except pygit2.GitError as error:
+        raise InfrastructureError(f"reading the repository failed: {error}") from error

@@ -1,0 +1,112 @@
+"""`palign plan`, plan files and several targets, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from palign.demo import build_demo_repository
+from palign.planner.planfile import SCHEMA_PATH
+from tests.conftest import git_out, refs_snapshot, run_palign
+from tests.gitrepo import GitRepo
+
+
+@pytest.fixture
+def demo_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    build_demo_repository(repo)
+    return repo
+
+
+def test_plan_writes_nothing_and_forecasts_like_the_run(demo_repo: Path, tmp_path: Path) -> None:
+    before = refs_snapshot(demo_repo)
+    planned = run_palign("plan", str(demo_repo), "--onto", "main", "--json")
+    assert planned.code == 0, planned.stderr
+    assert refs_snapshot(demo_repo) == before
+    plan = json.loads(planned.stdout)
+    jsonschema.validate(plan, json.loads(SCHEMA_PATH.read_text()))
+    forecasts = {b["branch_name"]: b["forecast"] for b in plan["branches"]}
+    stacked = {b["branch_name"]: b["depends_on"] for b in plan["branches"] if b.get("depends_on")}
+    assert stacked == {f"stack/{s}/part-2": [f"stack/{s}/part-1"] for s in range(3)}
+
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(planned.stdout)
+    ran = run_palign(
+        "run", str(demo_repo), "--onto", "main", "--plan", str(plan_file), "--report-dir", str(tmp_path / "r")
+    )
+    assert ran.code == 1, ran.stderr  # the demo has conflicts
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    statuses = {b["branch_name"]: b["status"] for t in report["orchestration_results"].values() for b in t["branches"]}
+    assert statuses == forecasts
+    # Stacks: part-2 sits on part-1's aligned commit.
+    branches = {b["branch_name"]: b for t in report["orchestration_results"].values() for b in t["branches"]}
+    for s in range(3):
+        top, below = branches[f"stack/{s}/part-2"], branches[f"stack/{s}/part-1"]
+        assert git_out(demo_repo, "rev-parse", f"{top['new_sha']}~1").strip() == below["new_sha"]
+
+
+def test_plan_table_names_every_branch(demo_repo: Path) -> None:
+    result = run_palign("plan", str(demo_repo), "--onto", "main", "--no-forecast")
+    assert result.code == 0, result.stderr
+    assert "40 branches in" in result.stdout and "3 stacks" in result.stdout
+    assert "stack/0/part-1" in result.stdout
+
+
+def test_malformed_plan_file_is_an_input_error(demo_repo: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "plan.json"
+    bad.write_text(
+        '{"branches": [\n  {"branch_name": "feature/clean-01", "assigned_target": "main",\n'
+        '   "confidence": 7, "tags": [], "cluster_id": "c1"}\n]}\n'
+    )
+    result = run_palign("run", str(demo_repo), "--onto", "main", "--plan", str(bad))
+    assert result.code == 2
+    assert "line 3" in result.stderr and "confidence" in result.stderr  # the line of the bad field
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_several_targets_each_branch_onto_the_one_it_forked_from(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("a.txt", "a\n")
+    repo.commit("base")
+    repo.new_branch("release/1.x")
+    repo.write("release.txt", "1.0\n")
+    repo.commit("release 1.0")
+    repo.new_branch("fix/on-release")
+    repo.write("fix.txt", "fix\n")
+    repo.commit("fix for the release")
+    repo.checkout("main")
+    repo.new_branch("feature/on-main")
+    repo.write("feature.txt", "feature\n")
+    repo.commit("feature")
+    for target, change in (("main", "main.txt"), ("release/1.x", "release.txt")):
+        repo.checkout(target)
+        repo.write(change, "moved\n")
+        repo.commit(f"{target} moves")
+    result = run_palign(
+        "run", str(repo.path), "--onto", "main", "--onto", "release/1.x", "--report-dir", str(tmp_path / "r")
+    )
+    assert result.code == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    grouped = {t: [b["branch_name"] for b in v["branches"]] for t, v in report["orchestration_results"].items()}
+    assert grouped == {"main": ["feature/on-main"], "release/1.x": ["fix/on-release"]}
+    fix = report["orchestration_results"]["release/1.x"]["branches"][0]
+    assert (
+        subprocess.run(
+            ["git", "-C", str(repo.path), "merge-base", "--is-ancestor", "release/1.x", fix["new_sha"]]
+        ).returncode
+        == 0
+    )
+
+
+def test_declared_cycle_is_an_input_error(demo_repo: Path, tmp_path: Path) -> None:
+    config = tmp_path / "palign.toml"
+    config.write_text(
+        '[dependencies]\n"feature/clean-01" = "feature/clean-02"\n"feature/clean-02" = "feature/clean-01"\n'
+    )
+    result = run_palign("run", str(demo_repo), "--onto", "main", "--config", str(config))
+    assert result.code == 2
+    assert "feature/clean-01" in result.stderr and "feature/clean-02" in result.stderr
