@@ -269,6 +269,53 @@ def plan(
 
 @main.command(context_settings=CONTEXT)
 @click.argument("repo")
+@click.option("--onto", "targets", multiple=True, required=True, metavar="TARGET", help="The target (one).")
+@click.option("--branch", "branch_globs", multiple=True, metavar="GLOB", help="Only matching branches.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, metavar="N", help="Worker processes (default: CPU count)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the groups and pairs as JSON.")
+@CONFIG_OPTION
+def conflicts(
+    repo: str,
+    targets: Sequence[str],
+    branch_globs: Sequence[str],
+    workers: int | None,
+    as_json: bool,
+    config: Path | None,
+) -> None:
+    """Which branches conflict with each other: every pair of branches of one target that
+    change a common file is merged in memory (as `git merge` would), in parallel. Prints
+    the groups of branches linked by conflicts, then each conflicting pair and its files.
+    """
+    import json
+
+    options = service.RunOptions(
+        repo=repo, targets=targets, branch_globs=branch_globs, workers=workers or os.cpu_count() or 1, config=config
+    )
+    found = service.conflicts(options)
+    if as_json:
+        data = {
+            "target": found.target,
+            "branches": found.branches,
+            "pairs_checked": found.checked,
+            "groups": found.groups,
+            "conflicts": found.pairs,
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(
+        f"{len(found.branches)} branches onto {found.target}: {found.checked} pairs share files, "
+        f"{len(found.pairs)} conflict"
+    )
+    for number, group in enumerate(found.groups, 1):
+        click.echo(f"group {number}: {', '.join(group)}")
+    for pair in found.pairs:
+        click.echo(f"  {pair['left']} x {pair['right']}: {', '.join(pair['paths'])}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("repo")
 @click.argument("run_id")
 def apply(repo: str, run_id: str) -> None:
     """Publish what RUN_ID staged: move its branches in REPO in one atomic transaction.

@@ -12,6 +12,7 @@ from typing import Any
 
 import pygit2
 
+from palign.engine import ort
 from palign.engine.align import AlignContext, align_branch
 from palign.engine.changes import ChangeIndex
 from palign.engine.objects import Identity
@@ -108,3 +109,21 @@ def align_stack(
                 result = align_branch(ctx, request)
             done[request.refname] = result
     return [result.to_json() for result in done.values()]
+
+
+def merge_pairs(git_dir: str, pairs: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    """Does `git merge` of each pair (name, sha, name, sha) conflict? One task's worth of
+    `palign conflicts`, merged in memory by git's own merge."""
+    repo = pygit2.Repository(git_dir)
+    out = []
+    for left_name, left, right_name, right in pairs:
+        outcome = ort.merge_commits(repo, ours=pygit2.Oid(hex=left), theirs=pygit2.Oid(hex=right))
+        out.append(
+            {
+                "left": left_name,
+                "right": right_name,
+                "conflict": outcome.tree is None,
+                "paths": list(outcome.conflicted_paths),
+            }
+        )
+    return out

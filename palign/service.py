@@ -16,14 +16,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pygit2
 
 from palign.config import load as load_config
 from palign.engine.changes import commits_of_run
 from palign.engine.objects import Identity, committer_identity
+from palign.engine.treeops import changed_entries
 from palign.errors import GitCommandError, InputError, NoBranchMatched, UnknownRun, UnknownTarget
-from palign.executor.local import Unit, run_local
+from palign.executor.local import Unit, map_local, run_local
 from palign.model import (
     BRANCH_PREFIX,
     PALIGN_NAMESPACE,
@@ -42,6 +44,7 @@ from palign.planner.model import Plan
 from palign.planner.plan import make_plan
 from palign.planner.planfile import read_plan_file
 from palign.report import RunReport, now
+from palign.runtime import merge_pairs
 from palign.scratch import ScratchStore
 from palign.transport import Mirror, checked_out_branches, commit_settings, parse_location
 
@@ -382,3 +385,77 @@ def rollback(repo: str, run_id: str) -> RollbackOutcome:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+@dataclass
+class ConflictMap:
+    target: str
+    branches: list[str]
+    pairs: list[dict[str, Any]]  # every pair that conflicts: left, right, paths
+    checked: int  # pairs merged (those touching a common path)
+    groups: list[list[str]]  # branches linked by conflicts, largest first
+
+
+def conflicts(options: RunOptions) -> ConflictMap:
+    """Which branches of one target conflict with each other: a `git merge` of every pair
+    that changes a common file (or a file where the other has a directory), merged in
+    memory by git, in parallel. Pairs with nothing in common are not merged."""
+    if len(options.targets) != 1:
+        raise InputError("palign conflicts looks at one target at a time: give one --onto")
+    prepared = prepare(options)
+    target = next(iter(prepared.targets))
+    facts = {b.branch_name: b for b in prepared.plan.branches}
+    files = _touched_files(prepared, target)
+    names = sorted(facts)
+    by_file: dict[str, set[str]] = {}
+    by_dir: dict[str, set[str]] = {}
+    for name in names:
+        for path in files[name]:
+            by_file.setdefault(path, set()).add(name)
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                by_dir.setdefault("/".join(parts[:depth]), set()).add(name)
+    candidates = sorted(
+        {
+            (min(name, other), max(name, other))
+            for name in names
+            for path in files[name]
+            for other in by_file.get(path, set()) | by_dir.get(path, set())
+            if other != name
+        }
+    )
+    pairs = [(a, facts[a].sha, b, facts[b].sha) for a, b in candidates]
+    size = max(1, min(64, len(pairs) // (options.workers * 4) or 1))
+    chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
+    results = map_local(merge_pairs, (str(prepared.mirror.path),), chunks, workers=options.workers) if chunks else []
+    conflicting = sorted((r for r in results if r["conflict"]), key=lambda r: (r["left"], r["right"]))
+    return ConflictMap(short_name(target), names, conflicting, len(pairs), _groups(conflicting))
+
+
+def _touched_files(prepared: Prepared, target: str) -> dict[str, set[str]]:
+    """Paths each branch changed since its merge base with the target."""
+    repo = pygit2.Repository(str(prepared.mirror.path))
+    target_id = pygit2.Oid(hex=prepared.targets[target])
+    touched: dict[str, set[str]] = {}
+    for planned in prepared.plan.branches:
+        tip = pygit2.Oid(hex=planned.sha)
+        base = repo.merge_base(tip, target_id)
+        old = repo[base].peel(pygit2.Tree) if base is not None else None
+        touched[planned.branch_name] = set(changed_entries(repo, old, repo[tip].peel(pygit2.Tree)))
+    return touched
+
+
+def _groups(pairs: list[dict[str, Any]]) -> list[list[str]]:
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    for pair in pairs:
+        parent[root(pair["left"])] = root(pair["right"])
+    groups: dict[str, list[str]] = {}
+    for name in list(parent):
+        groups.setdefault(root(name), []).append(name)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: (-len(g), g))

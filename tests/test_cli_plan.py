@@ -110,3 +110,26 @@ def test_declared_cycle_is_an_input_error(demo_repo: Path, tmp_path: Path) -> No
     result = run_palign("run", str(demo_repo), "--onto", "main", "--config", str(config))
     assert result.code == 2
     assert "feature/clean-01" in result.stderr and "feature/clean-02" in result.stderr
+
+
+def test_conflicts_finds_pairs_that_conflict_with_each_other(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("shared.txt", "one\ntwo\nthree\n")
+    repo.write("other.txt", "x\n")
+    repo.commit("base")
+    for name, content in (("a", "one\nA\nthree\n"), ("b", "one\nB\nthree\n"), ("c", None)):
+        repo.new_branch(name, "main")
+        if content is None:
+            repo.write("other.txt", "y\n")  # touches nothing the others touch
+        else:
+            repo.write("shared.txt", content)
+        repo.commit(f"{name} edits")
+    repo.new_branch("d", "main")
+    repo.write("shared.txt", "zero\none\ntwo\nthree\n")  # same file, another hunk: merges cleanly
+    repo.commit("d edits")
+    result = run_palign("conflicts", str(repo.path), "--onto", "main", "--json", "--workers", "2")
+    assert result.code == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["pairs_checked"] == 3  # a, b and d share shared.txt; c shares nothing
+    assert found["groups"] == [["a", "b"]]
+    assert [(p["left"], p["right"], p["paths"]) for p in found["conflicts"]] == [("a", "b", ["shared.txt"])]

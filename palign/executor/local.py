@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from palign.engine.objects import Identity
 from palign.errors import InfrastructureError
@@ -63,3 +64,17 @@ def run_local(
                 for result in unit_results:
                     on_result(result)
     return [result for unit_results in results for result in unit_results]
+
+
+def map_local(
+    function: Callable[..., list[dict[str, Any]]], fixed: tuple[Any, ...], chunks: Sequence[Any], *, workers: int
+) -> list[dict[str, Any]]:
+    """`function(*fixed, chunk)` for every chunk on `workers` processes; results flattened."""
+    out: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(chunks))), mp_context=_pool_context()) as pool:
+        for future in as_completed([pool.submit(function, *fixed, chunk) for chunk in chunks]):
+            try:
+                out.extend(future.result())
+            except BrokenProcessPool as error:
+                raise InfrastructureError(f"a worker process died ({error})") from None
+    return out
