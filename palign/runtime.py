@@ -26,6 +26,13 @@ _contexts: dict[tuple[str, Identity], AlignContext] = {}
 _change_indexes: dict[str, ChangeIndex] = {}
 
 
+def tune_libgit2() -> None:
+    """Bounded memory, and trees kept: libgit2 caches no tree above 4 KiB by default, so
+    wide directories were re-inflated on every path lookup."""
+    pygit2.settings.cache_max_size(_OBJECT_CACHE_BYTES)
+    pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 4 * 1024 * 1024)
+
+
 def preload_changes(git_dir: str, commits: list[str]) -> None:
     """Diff `commits` now, in this process: workers forked afterwards inherit the index."""
     _change_indexes.setdefault(git_dir, ChangeIndex()).ensure(git_dir, commits)
@@ -35,10 +42,7 @@ def context_for(git_dir: str, identity: Identity) -> AlignContext:
     key = (git_dir, identity)
     ctx = _contexts.get(key)
     if ctx is None:
-        pygit2.settings.cache_max_size(_OBJECT_CACHE_BYTES)
-        # libgit2 caches no tree above 4 KiB by default: wide directories were re-inflated
-        # on every path lookup.
-        pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 4 * 1024 * 1024)
+        tune_libgit2()
         changes = _change_indexes.setdefault(git_dir, ChangeIndex())
         ctx = AlignContext(repo=pygit2.Repository(git_dir), identity=identity, cache=PatchKeyCache(changes=changes))
         _contexts[key] = ctx

@@ -44,7 +44,7 @@ from palign.planner.model import Plan
 from palign.planner.plan import make_plan
 from palign.planner.planfile import read_plan_file
 from palign.report import RunReport, now
-from palign.runtime import merge_pairs
+from palign.runtime import merge_pairs, tune_libgit2
 from palign.scratch import ScratchStore
 from palign.transport import Mirror, checked_out_branches, commit_settings, parse_location
 
@@ -140,6 +140,7 @@ def prepare(options: RunOptions) -> Prepared:
     mirror = Mirror(location)
     mirror.sync()
     refs = mirror.ref_values("refs/")
+    tune_libgit2()
     repo = pygit2.Repository(str(mirror.path))
     targets: dict[str, str] = {}
     for name in options.targets:

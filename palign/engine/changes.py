@@ -114,3 +114,28 @@ def commits_of_run(repo: pygit2.Repository, target: pygit2.Oid, branches: Iterab
             if len(commits) >= PRELOAD_LIMIT:
                 break
     return commits
+
+
+def touched_between(git_dir: str, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], frozenset[str]]:
+    """Paths that differ between each (old, new) commit pair, in one `git diff-tree` run
+    (it diffs the first commit of each input line against the others)."""
+    wanted = list(dict.fromkeys(pairs))
+    if not wanted:
+        return {}
+    proc = subprocess.run(
+        ["git", "--git-dir", git_dir, "diff-tree", "--stdin", "-r", "-z", "--no-renames", "--always", "--name-only"],
+        input="".join(f"{new} {old}\n" for old, new in wanted).encode(),
+        capture_output=True,
+        env=git_env(),
+        check=True,
+    )
+    # Output, per input line in order: the new commit's id NUL, then its paths NUL each.
+    result: dict[tuple[str, str], set[str]] = {pair: set() for pair in wanted}
+    position = -1
+    for item in proc.stdout.split(b"\0"):
+        text = item.strip().decode("utf-8", "surrogateescape")
+        if position + 1 < len(wanted) and text == wanted[position + 1][1]:
+            position += 1
+        elif item and position >= 0:
+            result[wanted[position]].add(item.decode("utf-8", "surrogateescape"))
+    return {pair: frozenset(paths) for pair, paths in result.items()}

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import pygit2
 
+from palign.engine.changes import touched_between
 from palign.errors import InfrastructureError, InputError
 from palign.model import short_name
 from palign.planner.model import BranchFacts, TargetFacts
@@ -52,6 +53,18 @@ class _Inspector:
             line = frozenset(commit.id for commit in walker)
             self.first_parent[target] = line
         return line
+
+    def prefill_touched(self, tips: Iterable[pygit2.Commit], targets: Iterable[pygit2.Oid]) -> None:
+        """Every branch's touched paths against every target in one batched git diff:
+        git's tree diff beats libgit2's on wide directories, and one process serves all."""
+        pairs = []
+        for tip in tips:
+            for target in targets:
+                base = self.repo.merge_base(tip.id, target)
+                if base is not None and (base, tip.id) not in self.touched:
+                    pairs.append((str(base), str(tip.id)))
+        for (old, new), paths in touched_between(self.repo.path, pairs).items():
+            self.touched[(pygit2.Oid(hex=old), pygit2.Oid(hex=new))] = paths
 
     def touched_paths(self, base: pygit2.Oid, tip: pygit2.Commit) -> frozenset[str]:
         key = (base, tip.id)
@@ -151,6 +164,7 @@ def gather_facts(
         tips: dict[pygit2.Oid, list[str]] = {}
         for ref, commit in tip_commits.items():
             tips.setdefault(commit.id, []).append(ref)
+        inspector.prefill_touched(tip_commits.values(), target_ids.values())
         facts = []
         for ref, tip in tip_commits.items():
             contains: set[str] = set()
