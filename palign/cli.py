@@ -19,6 +19,25 @@ from palign.report import RunReport, write
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+ONTO_OPTION = click.option(
+    "--onto",
+    "targets",
+    multiple=True,
+    required=True,
+    metavar="TARGET",
+    help="Branch (or ref) to align onto, e.g. main; repeatable (main, release/2.x ...).",
+)
+BRANCH_OPTION = click.option(
+    "--branch",
+    "branch_globs",
+    multiple=True,
+    metavar="GLOB",
+    help="Only branches whose name matches (repeatable; refs/... globs match full ref names). "
+    "Default: every branch but the targets.",
+)
+WORKERS_OPTION = click.option(
+    "--workers", type=click.IntRange(min=1), default=None, metavar="N", help="Worker processes (default: CPU count)."
+)
 CONFIG_OPTION = click.option(
     "--config",
     "config",
@@ -100,22 +119,8 @@ def print_summary(report: RunReport, json_path: Path | None) -> None:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("repo")
-@click.option(
-    "--onto",
-    "targets",
-    multiple=True,
-    required=True,
-    metavar="TARGET",
-    help="Branch (or ref) to align onto, e.g. main.",
-)
-@click.option(
-    "--branch",
-    "branch_globs",
-    multiple=True,
-    metavar="GLOB",
-    help="Align only branches whose name matches (repeatable; refs/... globs match full ref names). "
-    "Default: every branch but the target.",
-)
+@ONTO_OPTION
+@BRANCH_OPTION
 @click.option(
     "--strategy",
     type=click.Choice([s.value for s in Strategy]),
@@ -124,7 +129,7 @@ def print_summary(report: RunReport, json_path: Path | None) -> None:
     help="rebase = `git rebase TARGET`; merge = `git merge TARGET`; auto = rebase, or the merge "
     "where only the merge is clean.",
 )
-@click.option("--workers", type=int, default=None, metavar="N", help="Worker processes (default: CPU count).")
+@WORKERS_OPTION
 @click.option("--apply", "apply_", is_flag=True, help="Move the aligned branches in REPO (atomic, with leases).")
 @CONFIG_OPTION
 @click.option(
@@ -162,8 +167,6 @@ def run(
     else, results to refs/palign/staged/RUN_ID/. Exit status: 0 every branch aligned,
     up to date or merged; 1 some did not; 2 bad input; 3 infrastructure failure.
     """
-    if workers is not None and workers < 1:
-        _fail(f"--workers must be at least 1 (got {workers})", ExitCode.BAD_INPUT)
     if report_dir.exists() and not os.access(report_dir, os.W_OK):
         _fail(f"report folder is not writable: {report_dir}", ExitCode.BAD_INPUT)
     options = service.RunOptions(
@@ -188,15 +191,8 @@ def run(
 
 @main.command(context_settings=CONTEXT)
 @click.argument("repo")
-@click.option(
-    "--onto",
-    "targets",
-    multiple=True,
-    required=True,
-    metavar="TARGET",
-    help="Target branch (repeatable: main, scientific, release/2.x ...).",
-)
-@click.option("--branch", "branch_globs", multiple=True, metavar="GLOB", help="Plan only matching branches.")
+@ONTO_OPTION
+@BRANCH_OPTION
 @click.option(
     "--strategy",
     type=click.Choice([s.value for s in Strategy]),
@@ -204,13 +200,7 @@ def run(
     show_default=True,
     help="Strategy the forecast uses.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="Processes for the forecast (default: CPU count).",
-)
+@WORKERS_OPTION
 @click.option("--no-forecast", is_flag=True, help="Skip the dry run that predicts each branch's outcome.")
 @click.option("--json", "as_json", is_flag=True, help="Print a plan file (JSON) instead of the table.")
 @CONFIG_OPTION
@@ -269,11 +259,9 @@ def plan(
 
 @main.command(context_settings=CONTEXT)
 @click.argument("repo")
-@click.option("--onto", "targets", multiple=True, required=True, metavar="TARGET", help="The target (one).")
-@click.option("--branch", "branch_globs", multiple=True, metavar="GLOB", help="Only matching branches.")
-@click.option(
-    "--workers", type=click.IntRange(min=1), default=None, metavar="N", help="Worker processes (default: CPU count)."
-)
+@ONTO_OPTION
+@BRANCH_OPTION
+@WORKERS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the groups and pairs as JSON.")
 @CONFIG_OPTION
 def conflicts(
@@ -358,7 +346,7 @@ def rollback(repo: str, run_id: str) -> None:
     default=None,
     help="Build the sample repository here (default: a new temporary folder).",
 )
-@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N", help="Worker processes.")
+@WORKERS_OPTION
 def demo(directory: Path | None, workers: int | None) -> None:
     """Build a sample repository (about 40 branches) and align it, with no services."""
     from palign.demo import run_demo
