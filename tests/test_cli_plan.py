@@ -133,3 +133,38 @@ def test_conflicts_finds_pairs_that_conflict_with_each_other(tmp_path: Path) -> 
     assert found["pairs_checked"] == 3  # a, b and d share shared.txt; c shares nothing
     assert found["groups"] == [["a", "b"]]
     assert [(p["left"], p["right"], p["paths"]) for p in found["conflicts"]] == [("a", "b", ["shared.txt"])]
+
+
+def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("shared.txt", "original\n")
+    repo.commit("base")
+    previous = "main"
+    for level in range(6):
+        repo.new_branch(f"stack/{level}", previous)
+        if level == 3:
+            repo.write("shared.txt", "level 3 rewrites the shared line\n")  # conflicts with main
+        else:
+            repo.write(f"level{level}.txt", f"{level}\n")
+        repo.commit(f"level {level}")
+        previous = f"stack/{level}"
+    repo.checkout("main")
+    repo.write("shared.txt", "main rewrites the shared line\n")
+    repo.commit("main moves")
+    result = run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "r"))
+    assert result.code == 1, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    branches = {b["branch_name"]: b for b in report["orchestration_results"]["main"]["branches"]}
+    assert [branches[f"stack/{level}"]["status"] for level in range(6)] == [
+        "aligned",
+        "aligned",
+        "aligned",
+        "conflict",
+        "blocked",
+        "blocked",
+    ]
+    assert "stack/3" in branches["stack/4"]["error_message"]
+    for level in (1, 2):  # each level sits on the aligned level below and replays only its own commit
+        assert branches[f"stack/{level}"]["commits_replayed"] == 1
+        below = branches[f"stack/{level - 1}"]["new_sha"]
+        assert git_out(repo.path, "rev-parse", f"{branches[f'stack/{level}']['new_sha']}~1").strip() == below
