@@ -85,6 +85,7 @@ class AlignRequest:
     parent: str | None = None  # refname of the branch this one is stacked on
     parent_old: Sha | None = None  # that branch's tip when planned
     onto: Sha | None = None  # that branch's aligned tip: where this one is replayed
+    forecast: bool = False  # only the outcome is wanted: skip writing what a clean outcome proves
 
     @property
     def branch(self) -> str:

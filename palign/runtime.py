@@ -33,9 +33,10 @@ def tune_libgit2() -> None:
     pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 4 * 1024 * 1024)
 
 
-def preload_changes(git_dir: str, commits: list[str]) -> None:
-    """Diff `commits` now, in this process: workers forked afterwards inherit the index."""
-    _change_indexes.setdefault(git_dir, ChangeIndex()).ensure(git_dir, commits)
+def adopt_changes(git_dir: str, changes: ChangeIndex) -> None:
+    """Use `changes` (diffed already, for the same objects) for `git_dir` in this process:
+    workers forked afterwards inherit it."""
+    _change_indexes.setdefault(git_dir, ChangeIndex()).by_commit.update(changes.by_commit)
 
 
 def context_for(git_dir: str, identity: Identity) -> AlignContext:
@@ -62,6 +63,7 @@ def request_to_json(request: AlignRequest) -> dict[str, Any]:
         "parent": request.parent,
         "parent_old": request.parent_old,
         "onto": request.onto,
+        "forecast": request.forecast,
     }
 
 
@@ -78,6 +80,7 @@ def request_from_json(data: dict[str, Any]) -> AlignRequest:
         parent=data.get("parent"),
         parent_old=Sha(data["parent_old"]) if data.get("parent_old") else None,
         onto=Sha(data["onto"]) if data.get("onto") else None,
+        forecast=bool(data.get("forecast", False)),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from typing import Any
 import pygit2
 
 from palign.config import load as load_config
-from palign.engine.changes import commits_of_run
+from palign.engine.changes import ChangeIndex, commits_of_run
 from palign.engine.objects import Identity, committer_identity
 from palign.engine.treeops import changed_entries
 from palign.errors import GitCommandError, InputError, NoBranchMatched, UnknownRun, UnknownTarget
@@ -44,7 +45,7 @@ from palign.planner.model import Plan
 from palign.planner.plan import make_plan
 from palign.planner.planfile import read_plan_file
 from palign.report import RunReport, now
-from palign.runtime import merge_pairs, tune_libgit2
+from palign.runtime import adopt_changes, merge_pairs, tune_libgit2
 from palign.scratch import ScratchStore
 from palign.transport import Mirror, checked_out_branches, commit_settings, parse_location
 
@@ -128,10 +129,19 @@ class Prepared:
     plan: Plan
     requests: dict[str, AlignRequest]  # by branch short name
     units: list[Unit]
+    changes: ChangeIndex | None = None  # what the run's commits changed, being diffed...
+    diffing: threading.Thread | None = None  # ... in the background while planning
+
+    def changes_ready(self) -> ChangeIndex | None:
+        if self.diffing is not None:
+            self.diffing.join()
+            self.diffing = None
+        return self.changes
 
 
-def prepare(options: RunOptions) -> Prepared:
-    """Every input check, and the plan: raises InputError before anything is written."""
+def prepare(options: RunOptions, *, diff_ahead: bool = False) -> Prepared:
+    """Every input check, and the plan: raises InputError before anything is written.
+    `diff_ahead` diffs the commits alignment will look at while the planner works."""
     if options.workers < 1:
         raise InputError(f"--workers must be at least 1 (got {options.workers})")
     config = load_config(options.config)
@@ -155,6 +165,7 @@ def prepare(options: RunOptions) -> Prepared:
             branches.append(ref)
     else:
         branches = select_branches(refs, options.branch_globs, exclude=set(targets))
+    changes, diffing = _diff_in_background(repo, targets, [refs[r] for r in branches]) if diff_ahead else (None, None)
     names = {short_name(ref): ref for ref in targets}
     facts = gather_facts(repo, {ref: refs[ref] for ref in branches}, {n: targets[r] for n, r in names.items()})
     plan = make_plan(
@@ -183,7 +194,23 @@ def prepare(options: RunOptions) -> Prepared:
             parent=requests_parent_ref(plan, planned.parent),
         )
     units = [[[requests[name] for name in level] for level in unit.levels] for unit in plan.units]
-    return Prepared(mirror, targets, plan, requests, units)
+    return Prepared(mirror, targets, plan, requests, units, changes, diffing)
+
+
+def _diff_in_background(
+    repo: pygit2.Repository, targets: dict[str, str], tips: list[str]
+) -> tuple[ChangeIndex, threading.Thread]:
+    """Start diffing every commit a run may look at (one git process, off the main thread;
+    it is joined before any worker process forks)."""
+    commits = [
+        commit
+        for target_sha in targets.values()
+        for commit in commits_of_run(repo, pygit2.Oid(hex=target_sha), [pygit2.Oid(hex=t) for t in tips])
+    ]
+    index = ChangeIndex()
+    thread = threading.Thread(target=index.ensure, args=(repo.path, commits), name="palign-diff", daemon=True)
+    thread.start()
+    return index, thread
 
 
 def requests_parent_ref(plan: Plan, parent: str | None) -> str | None:
@@ -193,7 +220,9 @@ def requests_parent_ref(plan: Plan, parent: str | None) -> str | None:
 def plan(options: RunOptions, *, forecast: bool = True) -> Prepared:
     """The plan of a run, with each branch's forecast from an in-memory dry run of the real
     alignment (nothing is written to REPO; the dry run's objects live in a scratch store)."""
-    prepared = prepare(options)
+    prepared = prepare(options, diff_ahead=forecast)
+    prepared.units = [[[replace(r, forecast=True) for r in level] for level in unit] for unit in prepared.units]
+    prepared.requests = {name: replace(r, forecast=True) for name, r in prepared.requests.items()}
     if forecast and prepared.requests:
         settings = commit_settings(prepared.mirror.location)
         with ScratchStore(prepared.mirror.path, f"plan-{secrets.token_hex(3)}", settings=settings) as scratch:
@@ -215,24 +244,10 @@ def _align_all(
     settings: dict[str, str],
     on_result: ProgressCallback | None,
 ) -> list[BranchResult]:
-    requests = list(prepared.requests.values())
-    touched = [
-        commit
-        for target_sha in {r.target_sha for r in requests}
-        for commit in commits_of_run(
-            repo,
-            pygit2.Oid(hex=target_sha),
-            [pygit2.Oid(hex=r.old_sha) for r in requests if r.target_sha == target_sha],
-        )
-    ]
-    return run_local(
-        str(store),
-        _identity(settings),
-        prepared.units,
-        workers=options.workers,
-        on_result=on_result,
-        preload_commits=touched,
-    )
+    changes = prepared.changes_ready()
+    if changes is not None:
+        adopt_changes(str(store), changes)  # forked workers inherit it
+    return run_local(str(store), _identity(settings), prepared.units, workers=options.workers, on_result=on_result)
 
 
 def run(
@@ -242,7 +257,7 @@ def run(
     clock = time.perf_counter()
     run_id = new_run_id(started_at)
     with _phase("checking input, syncing the mirror and planning", run_id):
-        prepared = prepare(options)
+        prepared = prepare(options, diff_ahead=True)
     mirror, targets, requests = prepared.mirror, prepared.targets, list(prepared.requests.values())
     if on_planned is not None:
         on_planned(len(requests))

@@ -169,12 +169,16 @@ def _rebase(
     *,
     onto: pygit2.Commit | None = None,
     below: pygit2.Oid | None = None,
+    forecast: bool = False,
 ) -> _Outcome:
     """`git rebase TARGET`; for a stacked branch `git rebase --onto ONTO BELOW` (ONTO the
     aligned tip of the branch below, BELOW its old tip), with patches already in the target
     skipped as `git rebase --update-refs` would skip them."""
     repo = ctx.repo
     selection = select_commits(repo, branch=branch.id, target=target.id, cache=ctx.cache, below=below)
+    if forecast and onto is None and _untouched_by_target(ctx, branch, target, selection.commits):
+        status = Status.ALIGNED if selection.commits else Status.MERGED
+        return _Outcome(status, None, len(selection.commits), selection.skipped, strategy=Strategy.REBASE)
     committer = ctx.identity.signature_line()
     start = onto if onto is not None else target
     attribute_dirs = _attribute_dirs(
@@ -269,6 +273,32 @@ def _merge(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
     return _Outcome(Status.ALIGNED, new_id, replayed=1, slow_merges=slow, strategy=Strategy.MERGE)
 
 
+def _untouched_by_target(
+    ctx: AlignContext, branch: pygit2.Commit, target: pygit2.Commit, commits: list[pygit2.Commit]
+) -> bool:
+    """True when nothing any of `commits` changes meets what the target changed since the
+    branch forked: then every replay takes the fast path and is clean, which is all a
+    forecast needs to know (the replay itself can be skipped)."""
+    repo = ctx.repo
+    walker = repo.walk(branch.id, pygit2.enums.SortMode.NONE)
+    walker.hide(target.id)
+    if any(len(c.parent_ids) > 1 for c in walker):
+        return False  # merge commits in the range: more than one fork point may matter
+    fork = repo.merge_base(branch.id, target.id)
+    if fork is None:
+        return False
+    fork_tree = repo[fork].peel(pygit2.Tree)
+    for commit in commits:
+        if is_empty(commit):
+            continue
+        changes = ctx.cache.entries(repo, commit)
+        if not all(path.isascii() or _utf8(path) for path in changes):
+            return False
+        if interactions(fork_tree, target.tree, commit.tree, changes) != set():
+            return False
+    return True
+
+
 def _align_stacked(
     ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, target: pygit2.Commit, onto: pygit2.Commit
 ) -> _Outcome:
@@ -345,7 +375,7 @@ def _align(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
         return _Outcome(Status.MERGED, target.id)  # git fast-forwards: nothing of its own left
     if request.strategy == Strategy.MERGE:
         return _merge(ctx, request, branch, target)
-    rebased = _rebase(ctx, branch, target)
+    rebased = _rebase(ctx, branch, target, forecast=request.forecast)
     if request.strategy == Strategy.AUTO and rebased.status == Status.CONFLICT and contains_target:
         return _Outcome(Status.UP_TO_DATE, branch.id)  # what `git merge` says of it
     if request.strategy == Strategy.AUTO and rebased.status == Status.CONFLICT:

@@ -13,7 +13,7 @@ from typing import Any
 from palign.engine.objects import Identity
 from palign.errors import InfrastructureError
 from palign.model import AlignRequest, BranchResult
-from palign.runtime import align_stack, preload_changes, request_to_json
+from palign.runtime import align_stack, request_to_json
 
 ResultCallback = Callable[[BranchResult], None]
 
@@ -35,18 +35,13 @@ def run_local(
     *,
     workers: int,
     on_result: ResultCallback | None = None,
-    preload_commits: Sequence[str] = (),
 ) -> list[BranchResult]:
-    """Run every unit with `workers` processes, largest first; results in unit order.
-    `preload_commits` are diffed once here when the workers can inherit the result."""
+    """Run every unit with `workers` processes, largest first; results in unit order."""
     cost = [sum(r.cost for level in unit for r in level) for unit in units]
     ordered = sorted(range(len(units)), key=lambda i: -cost[i])
     results: list[list[BranchResult]] = [[] for _ in units]
     ident = (identity.name, identity.email)
-    context = _pool_context()
-    if preload_commits and context.get_start_method() == "fork":
-        preload_changes(mirror_path, list(preload_commits))
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(units))), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(units))), mp_context=_pool_context()) as pool:
         futures: dict[Future[list[dict[str, object]]], int] = {
             pool.submit(align_stack, mirror_path, ident, [[request_to_json(r) for r in level] for level in units[i]]): i
             for i in ordered
