@@ -44,6 +44,13 @@ class _Inspector:
         self.first_parent: dict[pygit2.Oid, frozenset[pygit2.Oid]] = {}
         self.touched: dict[tuple[pygit2.Oid, pygit2.Oid], frozenset[str]] = {}
         self.patch_ids: dict[pygit2.Oid, pygit2.Oid | None] = {}
+        self.merge_bases: dict[tuple[pygit2.Oid, pygit2.Oid], pygit2.Oid | None] = {}
+
+    def merge_base(self, tip: pygit2.Oid, target: pygit2.Oid) -> pygit2.Oid | None:
+        key = (tip, target)
+        if key not in self.merge_bases:
+            self.merge_bases[key] = self.repo.merge_base(tip, target)
+        return self.merge_bases[key]
 
     def first_parent_line(self, target: pygit2.Oid) -> frozenset[pygit2.Oid]:
         line = self.first_parent.get(target)
@@ -60,7 +67,7 @@ class _Inspector:
         pairs = []
         for tip in tips:
             for target in targets:
-                base = self.repo.merge_base(tip.id, target)
+                base = self.merge_base(tip.id, target)
                 if base is not None and (base, tip.id) not in self.touched:
                     pairs.append((str(base), str(tip.id)))
         for (old, new), paths in touched_between(self.repo.path, pairs).items():
@@ -121,7 +128,7 @@ def _facts_on_target(
     with_patch_ids: bool,
 ) -> TargetFacts:
     repo = inspector.repo
-    base = repo.merge_base(tip.id, target)
+    base = inspector.merge_base(tip.id, target)
     ahead, behind = repo.ahead_behind(tip.id, target)
     if base is None:
         return TargetFacts(ahead, behind, False, False, False, False)
