@@ -35,6 +35,14 @@ BRANCH_OPTION = click.option(
     help="Only branches whose name matches (repeatable; refs/... globs match full ref names). "
     "Default: every branch but the targets.",
 )
+STRATEGY_OPTION = click.option(
+    "--strategy",
+    type=click.Choice([s.value for s in Strategy]),
+    default="rebase",
+    show_default=True,
+    help="rebase = `git rebase TARGET`; merge = `git merge TARGET`; auto = rebase, or the merge "
+    "where only the merge is clean.",
+)
 WORKERS_OPTION = click.option(
     "--workers", type=click.IntRange(min=1), default=None, metavar="N", help="Worker processes (default: CPU count)."
 )
@@ -121,14 +129,7 @@ def print_summary(report: RunReport, json_path: Path | None) -> None:
 @click.argument("repo")
 @ONTO_OPTION
 @BRANCH_OPTION
-@click.option(
-    "--strategy",
-    type=click.Choice([s.value for s in Strategy]),
-    default="rebase",
-    show_default=True,
-    help="rebase = `git rebase TARGET`; merge = `git merge TARGET`; auto = rebase, or the merge "
-    "where only the merge is clean.",
-)
+@STRATEGY_OPTION
 @WORKERS_OPTION
 @click.option("--apply", "apply_", is_flag=True, help="Move the aligned branches in REPO (atomic, with leases).")
 @CONFIG_OPTION
@@ -193,13 +194,7 @@ def run(
 @click.argument("repo")
 @ONTO_OPTION
 @BRANCH_OPTION
-@click.option(
-    "--strategy",
-    type=click.Choice([s.value for s in Strategy]),
-    default="rebase",
-    show_default=True,
-    help="Strategy the forecast uses.",
-)
+@STRATEGY_OPTION
 @WORKERS_OPTION
 @click.option("--no-forecast", is_flag=True, help="Skip the dry run that predicts each branch's outcome.")
 @click.option("--json", "as_json", is_flag=True, help="Print a plan file (JSON) instead of the table.")
