@@ -81,15 +81,18 @@ def _progress(total_hint: list[int]) -> tuple[Callable[[int], None], Callable[[A
     """Progress on stderr when it is a terminal; silent otherwise."""
     if not sys.stderr.isatty():
         return (lambda n: None), (lambda r: None), (lambda: None)
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    # No refresh thread: the worker pool forks, which is only safe with a single thread.
     progress = Progress(
         "[bold]aligning",
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
-        console=__import__("rich.console").console.Console(stderr=True),
+        auto_refresh=False,
+        console=Console(stderr=True),
     )
     task: list[Any] = []
 
@@ -100,6 +103,7 @@ def _progress(total_hint: list[int]) -> tuple[Callable[[int], None], Callable[[A
     def advance(_: Any) -> None:
         if task:
             progress.advance(task[0])
+            progress.refresh()
 
     return planned, advance, progress.stop
 

@@ -226,8 +226,7 @@ def plan(options: RunOptions, *, forecast: bool = True) -> Prepared:
     if forecast and prepared.requests:
         settings = commit_settings(prepared.mirror.location)
         with ScratchStore(prepared.mirror.path, f"plan-{secrets.token_hex(3)}", settings=settings) as scratch:
-            repo = pygit2.Repository(str(scratch.path))
-            results = _align_all(options, prepared, scratch.path, repo, settings, None)
+            results = _align_all(options, prepared, scratch.path, settings, None)
         by_name = {r.branch_name: r for r in results}
         prepared.plan = replace(
             prepared.plan,
@@ -240,7 +239,6 @@ def _align_all(
     options: RunOptions,
     prepared: Prepared,
     store: Path,
-    repo: pygit2.Repository,
     settings: dict[str, str],
     on_result: ProgressCallback | None,
 ) -> list[BranchResult]:
@@ -263,9 +261,8 @@ def run(
         on_planned(len(requests))
     settings = commit_settings(mirror.location)
     with ScratchStore(mirror.path, run_id, settings=settings) as scratch:
-        repo = pygit2.Repository(str(scratch.path))
         with _phase("aligning", run_id):
-            results = _align_all(options, prepared, scratch.path, repo, settings, on_result)
+            results = _align_all(options, prepared, scratch.path, settings, on_result)
         # Backups and staged results land together, in one push: no branch moves before
         # both are in REPO (only --apply / `palign apply` move branches).
         with _phase("pushing backups and staged results", run_id):
