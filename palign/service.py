@@ -323,6 +323,12 @@ def _refs_of_run(mirror: Mirror, run_id: str) -> dict[str, str]:
     return refs
 
 
+def _synced_mirror(repo: str) -> Mirror:
+    mirror = Mirror(parse_location(repo))
+    mirror.sync()
+    return mirror
+
+
 def _check_run_id(run_id: str) -> None:
     if not run_id or "/" in run_id or run_id.startswith("-") or not all(c.isalnum() or c in "-_." for c in run_id):
         raise UnknownRun(f"not a run id: {run_id!r}")
@@ -332,7 +338,8 @@ def apply(repo: str, run_id: str, *, mirror: Mirror | None = None) -> ApplyOutco
     """Move every branch staged by `run_id` in one atomic transaction, each with a lease on
     the sha it had when the run planned it; branches that moved since are left alone."""
     _check_run_id(run_id)
-    mirror = mirror or Mirror(parse_location(repo))
+    mirror = mirror or _synced_mirror(repo)
+    mirror.fetch_namespace(["staged"], run_id)
     for attempt in range(3):
         refs = _refs_of_run(mirror, run_id)
         backups = _run_refs(refs, "backup", run_id)
@@ -374,7 +381,8 @@ def rollback(repo: str, run_id: str) -> RollbackOutcome:
     """Put every branch `run_id` applied back to its backup, each with a lease on the sha
     the run gave it; a branch that moved since is left alone and reported."""
     _check_run_id(run_id)
-    mirror = Mirror(parse_location(repo))
+    mirror = _synced_mirror(repo)
+    mirror.fetch_namespace(["backup"], run_id)
     for attempt in range(3):
         refs = _refs_of_run(mirror, run_id)
         backups = _run_refs(refs, "backup", run_id)

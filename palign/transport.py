@@ -183,6 +183,17 @@ class Mirror:
         except GitCommandError as error:
             raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
 
+    def fetch_namespace(self, kinds: Sequence[str], run_id: str) -> None:
+        """Bring a run's refs (and so their objects) from REPO into the mirror, which a push
+        needs: the regular sync leaves palign's own namespace out."""
+        if self._local_git_dir() is not None:
+            return  # a local REPO is written in place: no object travels
+        specs = [f"+{PALIGN_NAMESPACE}{kind}/{run_id}/*:{PALIGN_NAMESPACE}{kind}/{run_id}/*" for kind in kinds]
+        try:
+            self.git("fetch", "--quiet", "--no-write-fetch-head", "--end-of-options", self.location.url, *specs)
+        except GitCommandError as error:
+            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+
     def remote_refs(self, *patterns: str) -> dict[str, str]:
         """Refs of REPO itself right now, name -> sha (for palign's namespace and leases)."""
         try:

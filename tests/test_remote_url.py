@@ -1,0 +1,99 @@
+"""A repository reached through a URL (git:// served by `git daemon` on loopback): the
+mirror fetches it, results go back with `git push` (atomic, with leases)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from palign.demo import build_demo_repository
+from tests.conftest import git_out, run_palign
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served_repo(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    work = tmp_path / "work"
+    build_demo_repository(work)
+    bare = tmp_path / "served" / "demo.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "config", "daemon.receivepack", "true"], check=True)
+    port = _free_port()
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={tmp_path / 'served'}",
+            str(tmp_path / "served"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield bare, f"git://127.0.0.1:{port}/demo.git"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def test_run_apply_and_rollback_over_a_url(served_repo: tuple[Path, str], tmp_path: Path) -> None:
+    bare, url = served_repo
+    result = run_palign(
+        "run", url, "--onto", "main", "--branch", "feature/clean-0*", "--report-dir", str(tmp_path / "r")
+    )
+    assert result.code == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    run_id = report["run_id"]
+    branches = {b["branch_name"]: b for b in report["orchestration_results"]["main"]["branches"]}
+    for name, branch in branches.items():
+        assert git_out(bare, "rev-parse", f"refs/palign/backup/{run_id}/{name}").strip() == branch["old_sha"]
+        assert git_out(bare, "rev-parse", f"refs/palign/staged/{run_id}/{name}").strip() == branch["new_sha"]
+    moved = "feature/clean-01"
+    subprocess.run(["git", "-C", str(bare), "update-ref", f"refs/heads/{moved}", "main~2"], check=True)
+    applied = run_palign("apply", url, run_id)
+    assert applied.code == 1 and f"stale     {moved}" in applied.stdout, applied.stdout + applied.stderr
+    for name, branch in branches.items():
+        if name != moved:
+            assert git_out(bare, "rev-parse", f"refs/heads/{name}").strip() == branch["new_sha"]
+    rolled = run_palign("rollback", url, run_id)
+    assert rolled.code == 0, rolled.stdout + rolled.stderr
+    for name, branch in branches.items():
+        if name != moved:
+            assert git_out(bare, "rev-parse", f"refs/heads/{name}").strip() == branch["old_sha"]
+
+
+def test_apply_from_another_machine_with_an_empty_cache(
+    served_repo: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url = served_repo
+    result = run_palign(
+        "run", url, "--onto", "main", "--branch", "docs/*", "--branch", "stack/*", "--report-dir", str(tmp_path / "r")
+    )
+    assert result.code == 0, result.stdout + result.stderr
+    run_id = json.loads((tmp_path / "r" / "report.json").read_text())["run_id"]
+    monkeypatch.setenv("PALIGN_CACHE_DIR", str(tmp_path / "another-cache"))
+    applied = run_palign("apply", url, run_id)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert "6 applied" in applied.stdout  # three stacks of two; the docs branches were up to date
