@@ -211,3 +211,22 @@ def test_demo_prints_summary_and_report(tmp_path: Path) -> None:
     assert f"report: {report_path}" in result.stdout
     counts = json.loads(report_path.read_text())["overall_summary"]["status_counts"]
     assert counts == {"aligned": 28, "up_to_date": 4, "merged": 2, "conflict": 6}
+
+
+def test_pull_request_refs_are_selected_by_full_ref_glob(demo_repo: Path, tmp_path: Path) -> None:
+    for number, branch in ((1, "feature/clean-01"), (2, "fix/conflict-0")):
+        tip = git_out(demo_repo, "rev-parse", branch).strip()
+        subprocess.run(["git", "-C", str(demo_repo), "update-ref", f"refs/pull/{number}/head", tip], check=True)
+    result = run_palign(
+        "run", str(demo_repo), "--onto", "main", "--branch", "refs/pull/*/head", "--report-dir", str(tmp_path / "r")
+    )
+    assert result.code == 1, result.stdout + result.stderr  # pull 2 conflicts
+    report = _report(tmp_path / "r")
+    branches = _branches(report)
+    assert {name: b["status"] for name, b in branches.items()} == {
+        "refs/pull/1/head": "aligned",
+        "refs/pull/2/head": "conflict",
+    }
+    run_id = report["run_id"]
+    staged = git_out(demo_repo, "rev-parse", f"refs/palign/staged/{run_id}/refs/pull/1/head").strip()
+    assert staged == branches["refs/pull/1/head"]["new_sha"]
