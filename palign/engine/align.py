@@ -176,7 +176,7 @@ def _rebase(
     skipped as `git rebase --update-refs` would skip them."""
     repo = ctx.repo
     selection = select_commits(repo, branch=branch.id, target=target.id, cache=ctx.cache, below=below)
-    if forecast and onto is None and _untouched_by_target(ctx, branch, target, selection.commits):
+    if forecast and onto is None and not selection.used_git and _untouched_by_target(ctx, target, selection.commits):
         status = Status.ALIGNED if selection.commits else Status.MERGED
         return _Outcome(status, None, len(selection.commits), selection.skipped, strategy=Strategy.REBASE)
     committer = ctx.identity.signature_line()
@@ -273,21 +273,14 @@ def _merge(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
     return _Outcome(Status.ALIGNED, new_id, replayed=1, slow_merges=slow, strategy=Strategy.MERGE)
 
 
-def _untouched_by_target(
-    ctx: AlignContext, branch: pygit2.Commit, target: pygit2.Commit, commits: list[pygit2.Commit]
-) -> bool:
-    """True when nothing any of `commits` changes meets what the target changed since the
-    branch forked: then every replay takes the fast path and is clean, which is all a
-    forecast needs to know (the replay itself can be skipped)."""
+def _untouched_by_target(ctx: AlignContext, target: pygit2.Commit, commits: list[pygit2.Commit]) -> bool:
+    """True when nothing any of `commits` (a linear range, oldest first) changes meets what
+    the target changed since the branch forked: then every replay takes the fast path and
+    is clean, which is all a forecast needs to know (the replay itself can be skipped)."""
     repo = ctx.repo
-    walker = repo.walk(branch.id, pygit2.enums.SortMode.NONE)
-    walker.hide(target.id)
-    if any(len(c.parent_ids) > 1 for c in walker):
-        return False  # merge commits in the range: more than one fork point may matter
-    fork = repo.merge_base(branch.id, target.id)
-    if fork is None:
+    if not commits or not commits[0].parent_ids:
         return False
-    fork_tree = repo[fork].peel(pygit2.Tree)
+    fork_tree = repo[commits[0].parent_ids[0]].peel(pygit2.Tree)
     for commit in commits:
         if is_empty(commit):
             continue

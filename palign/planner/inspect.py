@@ -45,12 +45,30 @@ class _Inspector:
         self.touched: dict[tuple[pygit2.Oid, pygit2.Oid], frozenset[str]] = {}
         self.patch_ids: dict[pygit2.Oid, pygit2.Oid | None] = {}
         self.merge_bases: dict[tuple[pygit2.Oid, pygit2.Oid], pygit2.Oid | None] = {}
+        self.owns: dict[tuple[pygit2.Oid, pygit2.Oid], tuple[int, int, list[pygit2.Commit]]] = {}
 
     def merge_base(self, tip: pygit2.Oid, target: pygit2.Oid) -> pygit2.Oid | None:
         key = (tip, target)
         if key not in self.merge_bases:
             self.merge_bases[key] = self.repo.merge_base(tip, target)
         return self.merge_bases[key]
+
+    def own(self, tip: pygit2.Oid, target: pygit2.Oid) -> tuple[int, int, list[pygit2.Commit]]:
+        """(ahead, behind, the branch's own commits newest first), and its merge base noted
+        on the way: a linear branch forked at the parent of its oldest own commit, which
+        spares libgit2's merge-base walk for most branches."""
+        key = (tip, target)
+        found = self.owns.get(key)
+        if found is None:
+            ahead, behind = self.repo.ahead_behind(tip, target)
+            commits = list(_own_commits(self.repo, tip, target)) if ahead else []
+            found = self.owns[key] = (ahead, behind, commits)
+            if not commits:
+                self.merge_bases[key] = tip  # the tip is in the target
+            elif all(len(c.parent_ids) == 1 for c in commits[:-1]) and len(commits[-1].parent_ids) <= 1:
+                oldest = commits[-1]
+                self.merge_bases[key] = oldest.parent_ids[0] if oldest.parent_ids else None
+        return found
 
     def first_parent_line(self, target: pygit2.Oid) -> frozenset[pygit2.Oid]:
         line = self.first_parent.get(target)
@@ -67,6 +85,7 @@ class _Inspector:
         pairs = []
         for tip in tips:
             for target in targets:
+                self.own(tip.id, target)
                 base = self.merge_base(tip.id, target)
                 if base is not None and (base, tip.id) not in self.touched:
                     pairs.append((str(base), str(tip.id)))
@@ -127,17 +146,13 @@ def _facts_on_target(
     contains: set[str],
     with_patch_ids: bool,
 ) -> TargetFacts:
-    repo = inspector.repo
+    ahead, behind, own = inspector.own(tip.id, target)
     base = inspector.merge_base(tip.id, target)
-    ahead, behind = repo.ahead_behind(tip.id, target)
     if base is None:
         return TargetFacts(ahead, behind, False, False, False, False)
-    own = []
-    if ahead:
-        for commit in _own_commits(repo, tip.id, target):
-            if commit.id != tip.id and commit.id in tips:
-                contains.update(tips[commit.id])
-            own.append(commit)
+    for commit in own:
+        if commit.id != tip.id and commit.id in tips:
+            contains.update(tips[commit.id])
     in_target = ahead == 0
     return TargetFacts(
         ahead=ahead,
