@@ -26,6 +26,8 @@ class RunReport:
     applied: bool = False
     circuit_breaker_triggered: bool = False
     notes: list[str] = field(default_factory=list)
+    # From the plan, by branch name: category, cluster_id, stacked_on, confidence.
+    planned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def successful(self) -> list[BranchResult]:
@@ -70,7 +72,10 @@ def to_json(report: RunReport) -> dict[str, Any]:
             "processed_branches": len(mine),
             "successful": sum(r.status.successful for r in mine),
             "failed": sum(not r.status.successful for r in mine),
-            "branches": [_branch_json(r) for r in sorted(mine, key=lambda r: r.branch_name)],
+            "branches": [
+                {**_branch_json(r), **report.planned.get(r.branch_name, {})}
+                for r in sorted(mine, key=lambda r: r.branch_name)
+            ],
         }
     return {
         "schema_version": SCHEMA_VERSION,

@@ -283,6 +283,15 @@ def run(
         results=results,
         started_at=started_at,
         total_time_seconds=0.0,
+        planned={
+            b.branch_name: {
+                "category": b.category.value,
+                "cluster_id": b.cluster_id,
+                "stacked_on": b.parent,
+                "target_confidence": b.confidence,
+            }
+            for b in prepared.plan.branches
+        },
     )
     if options.apply:
         outcome = apply(options.repo, run_id, mirror=mirror)

@@ -164,6 +164,10 @@ def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path
         "blocked",
     ]
     assert "stack/3" in branches["stack/4"]["error_message"]
+    assert branches["stack/4"]["stacked_on"] == "stack/3" and branches["stack/0"]["stacked_on"] is None
+    # The test history has pinned (old) dates: every branch is behind main and long untouched.
+    assert {b["category"] for b in branches.values()} == {"stale"}
+    assert all(b["cluster_id"] for b in branches.values())
     for level in (1, 2):  # each level sits on the aligned level below and replays only its own commit
         assert branches[f"stack/{level}"]["commits_replayed"] == 1
         below = branches[f"stack/{level - 1}"]["new_sha"]
