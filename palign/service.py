@@ -10,7 +10,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from typing import Any
 import pygit2
 
 from palign.config import load as load_config
-from palign.engine.changes import ChangeIndex, commits_of_run
+from palign.engine.changes import ChangeIndex, PendingDiff, commits_of_run
 from palign.engine.objects import Identity, committer_identity
 from palign.engine.treeops import changed_entries
 from palign.errors import GitCommandError, InputError, NoBranchMatched, UnknownRun, UnknownTarget
@@ -40,8 +39,8 @@ from palign.model import (
     short_name,
     staged_ref,
 )
-from palign.planner.inspect import gather_facts
-from palign.planner.model import Plan
+from palign.planner.inspect import facts_of_share, gather_facts
+from palign.planner.model import BranchFacts, Plan
 from palign.planner.plan import make_plan
 from palign.planner.planfile import read_plan_file
 from palign.report import RunReport, now
@@ -129,14 +128,15 @@ class Prepared:
     plan: Plan
     requests: dict[str, AlignRequest]  # by branch short name
     units: list[Unit]
-    changes: ChangeIndex | None = None  # what the run's commits changed, being diffed...
-    diffing: threading.Thread | None = None  # ... in the background while planning
+    diffing: PendingDiff | None = None  # what the run's commits changed, diffed while planning
 
     def changes_ready(self) -> ChangeIndex | None:
-        if self.diffing is not None:
-            self.diffing.join()
-            self.diffing = None
-        return self.changes
+        if self.diffing is None:
+            return None
+        index = ChangeIndex()
+        index.by_commit.update(self.diffing.result())
+        self.diffing = None
+        return index
 
 
 def prepare(options: RunOptions, *, diff_ahead: bool = False) -> Prepared:
@@ -165,9 +165,11 @@ def prepare(options: RunOptions, *, diff_ahead: bool = False) -> Prepared:
             branches.append(ref)
     else:
         branches = select_branches(refs, options.branch_globs, exclude=set(targets))
-    changes, diffing = _diff_in_background(repo, targets, [refs[r] for r in branches]) if diff_ahead else (None, None)
+    diffing = _diff_in_background(repo, targets, [refs[r] for r in branches]) if diff_ahead else None
     names = {short_name(ref): ref for ref in targets}
-    facts = gather_facts(repo, {ref: refs[ref] for ref in branches}, {n: targets[r] for n, r in names.items()})
+    facts = _gather_facts(
+        mirror.path, {ref: refs[ref] for ref in branches}, {n: targets[r] for n, r in names.items()}, options.workers
+    )
     plan = make_plan(
         facts,
         list(names),
@@ -194,23 +196,37 @@ def prepare(options: RunOptions, *, diff_ahead: bool = False) -> Prepared:
             parent=requests_parent_ref(plan, planned.parent),
         )
     units = [[[requests[name] for name in level] for level in unit.levels] for unit in plan.units]
-    return Prepared(mirror, targets, plan, requests, units, changes, diffing)
+    return Prepared(mirror, targets, plan, requests, units, diffing)
 
 
-def _diff_in_background(
-    repo: pygit2.Repository, targets: dict[str, str], tips: list[str]
-) -> tuple[ChangeIndex, threading.Thread]:
-    """Start diffing every commit a run may look at (one git process, off the main thread;
-    it is joined before any worker process forks)."""
+# Below this many branches the planner's facts are gathered in this process.
+_PARALLEL_FACTS_FROM = 200
+
+
+def _gather_facts(
+    mirror_path: Path, branch_refs: dict[str, str], targets: dict[str, str], workers: int
+) -> list[BranchFacts]:
+    """The planner's facts, in shares over the worker processes for large runs."""
+    if workers < 2 or len(branch_refs) < _PARALLEL_FACTS_FROM:
+        return gather_facts(pygit2.Repository(str(mirror_path)), branch_refs, targets)
+    refs = list(branch_refs)
+    shares = [{ref: branch_refs[ref] for ref in refs[i::workers]} for i in range(workers)]
+    facts = map_local(
+        facts_of_share, (str(mirror_path),), [(share, branch_refs, targets) for share in shares], workers=workers
+    )
+    order = {ref: i for i, ref in enumerate(refs)}
+    return sorted(facts, key=lambda fact: order[fact.refname])
+
+
+def _diff_in_background(repo: pygit2.Repository, targets: dict[str, str], tips: list[str]) -> PendingDiff:
+    """Start diffing every commit a run may look at (one git process running beside the
+    planner; its result is read before any worker process forks for the alignment)."""
     commits = [
         commit
         for target_sha in targets.values()
         for commit in commits_of_run(repo, pygit2.Oid(hex=target_sha), [pygit2.Oid(hex=t) for t in tips])
     ]
-    index = ChangeIndex()
-    thread = threading.Thread(target=index.ensure, args=(repo.path, commits), name="palign-diff", daemon=True)
-    thread.start()
-    return index, thread
+    return PendingDiff(repo.path, commits)
 
 
 def requests_parent_ref(plan: Plan, parent: str | None) -> str | None:

@@ -9,6 +9,7 @@ a worker started another way fills it lazily, one batch per branch.
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -49,29 +50,52 @@ class ChangeIndex:
         return found
 
 
+_DIFF_TREE = ["diff-tree", "--stdin", "-r", "-z", "--no-renames", "--root", "--always", "--raw"]
+
+
+class PendingDiff:
+    """`git diff-tree` of many commits running in the background, with files for its input
+    and output (no thread, no pipe to keep draining): worker processes may fork meanwhile."""
+
+    def __init__(self, git_dir: str, commits: list[str]) -> None:
+        self.commits = commits
+        self._input = tempfile.TemporaryFile()
+        self._input.write("".join(f"{c}\n" for c in commits).encode())
+        self._input.seek(0)
+        self._output = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            ["git", "--git-dir", git_dir, *_DIFF_TREE],
+            stdin=self._input,
+            stdout=self._output,
+            stderr=subprocess.DEVNULL,
+            env=git_env(),
+        )
+
+    def result(self) -> dict[str, CommitChanges]:
+        status = self._process.wait()
+        self._input.close()
+        with self._output:
+            if status != 0:
+                raise subprocess.CalledProcessError(status, "git diff-tree")
+            self._output.seek(0)
+            return _parse_raw(self._output.read(), self.commits)
+
+
 def _diff_tree(git_dir: str, commits: list[str]) -> dict[str, CommitChanges]:
     proc = subprocess.run(
-        [
-            "git",
-            "--git-dir",
-            git_dir,
-            "diff-tree",
-            "--stdin",
-            "-r",
-            "-z",
-            "--no-renames",
-            "--root",
-            "--always",
-            "--raw",
-        ],
+        ["git", "--git-dir", git_dir, *_DIFF_TREE],
         input="".join(f"{c}\n" for c in commits).encode(),
         capture_output=True,
         env=git_env(),
         check=True,
     )
+    return _parse_raw(proc.stdout, commits)
+
+
+def _parse_raw(output: bytes, commits: list[str]) -> dict[str, CommitChanges]:
     result: dict[str, list[FileChange]] = {c: [] for c in commits}
     current: list[FileChange] | None = None
-    fields = proc.stdout.split(b"\0")
+    fields = output.split(b"\0")
     index = 0
     while index < len(fields):
         token = fields[index]

@@ -62,10 +62,11 @@ def run_local(
 
 
 def map_local(
-    function: Callable[..., list[dict[str, Any]]], fixed: tuple[Any, ...], chunks: Sequence[Any], *, workers: int
-) -> list[dict[str, Any]]:
-    """`function(*fixed, chunk)` for every chunk on `workers` processes; results flattened."""
-    out: list[dict[str, Any]] = []
+    function: Callable[..., list[Any]], fixed: tuple[Any, ...], chunks: Sequence[Any], *, workers: int
+) -> list[Any]:
+    """`function(*fixed, chunk)` for every chunk on `workers` processes; results flattened,
+    in no particular order."""
+    out: list[Any] = []
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(chunks))), mp_context=_pool_context()) as pool:
         for future in as_completed([pool.submit(function, *fixed, chunk) for chunk in chunks]):
             try:

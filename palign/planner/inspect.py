@@ -172,9 +172,12 @@ def gather_facts(
     targets: Mapping[str, str],
     *,
     with_patch_ids: bool = False,
+    all_refs: Mapping[str, str] | None = None,
 ) -> list[BranchFacts]:
     """Facts of every branch of `branch_refs` (refname -> sha) against every target of
     `targets` (target name -> sha; the names key `BranchFacts.targets`), in input order.
+    `all_refs` are every selected branch when `branch_refs` is a share of them (for the
+    stacks: which other tips a branch contains).
 
     `with_patch_ids` also checks whether diverged branches are merged by patch id, which
     costs a walk of the target commits each such branch lacks (patch ids are memoised).
@@ -184,8 +187,8 @@ def gather_facts(
         target_ids = {name: _commit(repo, name, sha).id for name, sha in targets.items()}
         tip_commits = {ref: _commit(repo, ref, sha) for ref, sha in branch_refs.items()}
         tips: dict[pygit2.Oid, list[str]] = {}
-        for ref, commit in tip_commits.items():
-            tips.setdefault(commit.id, []).append(ref)
+        for ref, sha in (all_refs or branch_refs).items():
+            tips.setdefault(pygit2.Oid(hex=sha), []).append(ref)
         inspector.prefill_touched(tip_commits.values(), target_ids.values())
         facts = []
         for ref, tip in tip_commits.items():
@@ -207,3 +210,10 @@ def gather_facts(
         return facts
     except pygit2.GitError as error:
         raise InfrastructureError(f"reading the repository failed: {error}") from error
+
+
+def facts_of_share(git_dir: str, job: tuple[dict[str, str], dict[str, str], dict[str, str]]) -> list[BranchFacts]:
+    """`gather_facts` for a share of the branches (`job` = share, every selected branch,
+    targets), in a worker process of its own."""
+    share, all_refs, targets = job
+    return gather_facts(pygit2.Repository(git_dir), share, targets, all_refs=all_refs)
