@@ -172,3 +172,15 @@ def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path
         assert branches[f"stack/{level}"]["commits_replayed"] == 1
         below = branches[f"stack/{level - 1}"]["new_sha"]
         assert git_out(repo.path, "rev-parse", f"{branches[f'stack/{level}']['new_sha']}~1").strip() == below
+
+
+def test_facts_gathered_in_shares_give_the_same_plan(demo_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from palign import service
+    from palign.planner.planfile import write_plan
+
+    options = service.RunOptions(repo=str(demo_repo), targets=["main"], workers=2)
+    alone = write_plan(service.prepare(options).plan)
+    monkeypatch.setattr(service, "_PARALLEL_FACTS_FROM", 1)  # as for a large run: shares over 2 processes
+    shared = write_plan(service.prepare(options).plan)
+    assert shared == alone
+    assert json.loads(shared)["branches"]
