@@ -44,7 +44,12 @@ STRATEGY_OPTION = click.option(
     "where only the merge is clean.",
 )
 WORKERS_OPTION = click.option(
-    "--workers", type=click.IntRange(min=1), default=None, metavar="N", help="Worker processes (default: CPU count)."
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Worker processes (default: CPU count).",
+    callback=lambda _ctx, _param, value: value or os.cpu_count() or 1,
 )
 CONFIG_OPTION = click.option(
     "--config",
@@ -156,7 +161,7 @@ def run(
     targets: Sequence[str],
     branch_globs: Sequence[str],
     strategy: str,
-    workers: int | None,
+    workers: int,
     apply_: bool,
     config: Path | None,
     plan_file: Path | None,
@@ -179,7 +184,7 @@ def run(
         targets=targets,
         branch_globs=branch_globs,
         strategy=Strategy(strategy),
-        workers=workers or os.cpu_count() or 1,
+        workers=workers,
         apply=apply_,
         config=config,
         plan_file=plan_file,
@@ -208,7 +213,7 @@ def plan(
     targets: Sequence[str],
     branch_globs: Sequence[str],
     strategy: str,
-    workers: int | None,
+    workers: int,
     no_forecast: bool,
     as_json: bool,
     config: Path | None,
@@ -226,7 +231,7 @@ def plan(
         targets=targets,
         branch_globs=branch_globs,
         strategy=Strategy(strategy),
-        workers=workers or os.cpu_count() or 1,
+        workers=workers,
         config=config,
     )
     prepared = service.plan(options, forecast=not no_forecast)
@@ -267,7 +272,7 @@ def conflicts(
     repo: str,
     targets: Sequence[str],
     branch_globs: Sequence[str],
-    workers: int | None,
+    workers: int,
     as_json: bool,
     config: Path | None,
 ) -> None:
@@ -277,9 +282,7 @@ def conflicts(
     """
     import json
 
-    options = service.RunOptions(
-        repo=repo, targets=targets, branch_globs=branch_globs, workers=workers or os.cpu_count() or 1, config=config
-    )
+    options = service.RunOptions(repo=repo, targets=targets, branch_globs=branch_globs, workers=workers, config=config)
     found = service.conflicts(options)
     if as_json:
         data = {
@@ -346,11 +349,11 @@ def rollback(repo: str, run_id: str) -> None:
     help="Build the sample repository here (default: a new temporary folder).",
 )
 @WORKERS_OPTION
-def demo(directory: Path | None, workers: int | None) -> None:
+def demo(directory: Path | None, workers: int) -> None:
     """Build a sample repository (about 40 branches) and align it, with no services."""
     from palign.demo import run_demo
 
-    run_demo(directory, workers=workers or os.cpu_count() or 1)
+    run_demo(directory, workers=workers)
 
 
 def entry(argv: Sequence[str] | None = None) -> None:

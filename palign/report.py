@@ -25,7 +25,6 @@ class RunReport:
     total_time_seconds: float
     applied: bool = False
     circuit_breaker_triggered: bool = False
-    notes: list[str] = field(default_factory=list)
     # From the plan, by branch name: category, cluster_id, stacked_on, confidence.
     planned: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -193,7 +193,7 @@ def prepare(options: RunOptions, *, diff_ahead: bool = False) -> Prepared:
             cost=planned.cost,
             ahead=-1 if orphan else planned.ahead,
             behind=-1 if orphan else planned.behind,
-            parent=requests_parent_ref(plan, planned.parent),
+            parent=plan.branch(planned.parent).refname if planned.parent is not None else None,
         )
     units = [[[requests[name] for name in level] for level in unit.levels] for unit in plan.units]
     return Prepared(mirror, targets, plan, requests, units, diffing)
@@ -227,10 +227,6 @@ def _diff_in_background(repo: pygit2.Repository, targets: dict[str, str], tips: 
         for commit in commits_of_run(repo, pygit2.Oid(hex=target_sha), [pygit2.Oid(hex=t) for t in tips])
     ]
     return PendingDiff(repo.path, commits)
-
-
-def requests_parent_ref(plan: Plan, parent: str | None) -> str | None:
-    return plan.branch(parent).refname if parent is not None else None
 
 
 def plan(options: RunOptions, *, forecast: bool = True) -> Prepared:
