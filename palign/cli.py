@@ -60,6 +60,16 @@ CONFIG_OPTION = click.option(
 )
 
 
+BROKER_OPTION = click.option(
+    "--broker",
+    envvar="PALIGN_BROKER_URL",
+    metavar="URL",
+    default=None,
+    help="Redis URL of the Celery broker, e.g. redis://:password@host:6379/0 "
+    "(default: $PALIGN_BROKER_URL, else redis://127.0.0.1:6379/0).",
+)
+
+
 def _fail(message: str, code: ExitCode) -> NoReturn:
     click.echo(f"palign: error: {message}", err=True)
     sys.exit(int(code))
@@ -115,7 +125,7 @@ def _progress(total_hint: list[int]) -> tuple[Callable[[int], None], Callable[[A
 
 def print_summary(report: RunReport, json_path: Path | None) -> None:
     counts = report.counts()
-    order = ["aligned", "up_to_date", "merged", "conflict", "stale", "error"]
+    order = ["aligned", "up_to_date", "merged", "conflict", "blocked", "stale", "error", "cancelled", "skipped"]
     parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
     click.echo(
         f"run {report.run_id}: {len(report.results)} branches in {report.total_time_seconds:.2f} s: " + ", ".join(parts)
@@ -123,6 +133,10 @@ def print_summary(report: RunReport, json_path: Path | None) -> None:
     for result in report.failed:
         detail = result.error_message or ", ".join(sorted({c.path for c in result.conflicts}))
         click.echo(f"  {result.status.value:10} {result.branch_name}: {detail}")
+    if report.cancelled:
+        click.echo("cancelled: branches not aligned before the cancel were left alone")
+    if report.circuit_breaker_triggered:
+        click.echo("circuit breaker triggered: the remaining branches were skipped")
     if report.applied:
         click.echo(f"applied; undo with: palign rollback {report.repository} {report.run_id}")
     elif report.successful:
@@ -156,6 +170,34 @@ def print_summary(report: RunReport, json_path: Path | None) -> None:
     show_default=True,
     help="Where report.json and report.md go.",
 )
+@click.option(
+    "--broker",
+    metavar="URL",
+    default=None,
+    help="Run on Celery workers (`palign worker`) through this Redis broker instead of the local pool.",
+)
+@click.option("--no-wait", is_flag=True, help="With --broker: print the run id and return; see `palign status`.")
+@click.option(
+    "--priority",
+    type=click.IntRange(0, 9),
+    default=5,
+    show_default=True,
+    help="With --broker: 0 runs before 1 ... 9.",
+)
+@click.option(
+    "--circuit-breaker",
+    metavar="COUNT,PERCENT",
+    default=None,
+    help="With --broker: stop the run once COUNT branches failed (conflict or error) and they are at least "
+    "PERCENT %% of those finished, e.g. 5,50%%; the rest are skipped.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="With --broker: stop waiting after this long (the run goes on).",
+)
 def run(
     repo: str,
     targets: Sequence[str],
@@ -166,6 +208,11 @@ def run(
     config: Path | None,
     plan_file: Path | None,
     report_dir: Path,
+    broker: str | None,
+    no_wait: bool,
+    priority: int,
+    circuit_breaker: str | None,
+    timeout: float | None,
 ) -> None:
     """Align branches of REPO (a path or a file/ssh/http(s)/git URL) onto TARGET.
 
@@ -176,7 +223,13 @@ def run(
     Backups of every selected branch go to refs/palign/backup/RUN_ID/ before anything
     else, results to refs/palign/staged/RUN_ID/. Exit status: 0 every branch aligned,
     up to date or merged; 1 some did not; 2 bad input; 3 infrastructure failure.
+
+    With --broker the plan runs on Celery workers (`palign worker` on any machine that
+    reaches REPO and the broker): each stack a chain, the rest in parallel tasks; the
+    report is the same as a local run's.
     """
+    if broker is None and (no_wait or circuit_breaker or timeout):
+        _fail("--no-wait, --circuit-breaker and --timeout need --broker", ExitCode.BAD_INPUT)
     if report_dir.exists() and not os.access(report_dir, os.W_OK):
         _fail(f"report folder is not writable: {report_dir}", ExitCode.BAD_INPUT)
     options = service.RunOptions(
@@ -188,10 +241,20 @@ def run(
         apply=apply_,
         config=config,
         plan_file=plan_file,
+        broker=broker,
+        priority=priority,
+        circuit_breaker=circuit_breaker,
     )
+    if broker is not None and no_wait:
+        run_id, _store = service.submit(options)
+        click.echo(run_id)
+        return
     planned, advance, stop = _progress([])
     try:
-        report = service.run(options, on_result=advance, on_planned=planned)
+        if broker is not None:
+            report = service.run_distributed(options, on_result=advance, on_planned=planned, timeout=timeout)
+        else:
+            report = service.run(options, on_result=advance, on_planned=planned)
     finally:
         stop()
     json_path, _ = write(report, report_dir)
@@ -354,6 +417,126 @@ def demo(directory: Path | None, workers: int) -> None:
     from palign.demo import run_demo
 
     run_demo(directory, workers=workers)
+
+
+@main.command(context_settings=CONTEXT)
+@BROKER_OPTION
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPUs).")
+@click.option("--autoscale", metavar="MAX,MIN", default=None, help="Grow to MAX processes under load, shrink to MIN.")
+@click.option(
+    "--queues",
+    "-Q",
+    default="align,validate,report",
+    show_default=True,
+    help="Queues to serve, comma-separated.",
+)
+@click.option("--hostname", "-n", default=None, help="Node name (default: palign@HOST).")
+@click.option("--loglevel", "-l", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
+def worker(
+    broker: str | None,
+    concurrency: int | None,
+    autoscale: str | None,
+    queues: str,
+    hostname: str | None,
+    loglevel: str,
+) -> None:
+    """Serve palign runs: a Celery worker with palign's settings (late acks, one task at a
+    time per process, task events on). Start one on every machine that reaches REPO and
+    the broker; each keeps its own mirror cache in $PALIGN_CACHE_DIR.
+
+    `celery -A palign.distributed.app worker` starts the same worker.
+    """
+    from palign.distributed.settings import QUEUES
+
+    unknown = [q for q in queues.split(",") if q not in QUEUES]
+    if unknown or not queues:
+        _fail(f"unknown queue {', '.join(unknown) or queues!r} (queues: {', '.join(QUEUES)})", ExitCode.BAD_INPUT)
+    if autoscale is not None:
+        parts = autoscale.split(",")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts) or int(parts[0]) < int(parts[1]):
+            _fail(f"--autoscale takes MAX,MIN with MAX >= MIN >= 1 (got {autoscale!r})", ExitCode.BAD_INPUT)
+    if broker:
+        os.environ["PALIGN_BROKER_URL"] = broker  # pool processes and the app read it
+    from palign.distributed import app as app_module
+
+    app = app_module.configure(broker)
+    argv = ["worker", f"--loglevel={loglevel}", "-Q", queues, "-E"]
+    argv.append(f"--autoscale={autoscale}" if autoscale else f"--concurrency={concurrency or os.cpu_count() or 1}")
+    argv += [f"--hostname={hostname}"] if hostname else ["--hostname=palign@%h"]
+    app.worker_main(argv)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@BROKER_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+def status(run_id: str, broker: str | None, as_json: bool) -> None:
+    """State and progress of a distributed run."""
+    import json
+
+    record = service.run_status(run_id, broker)
+    if as_json:
+        click.echo(json.dumps(record, indent=2, sort_keys=True))
+        return
+    state = record.get("state")
+    if record.get("cancel_requested") and state not in ("cancelled", "finished"):
+        state = f"{state} (cancelling)"
+    click.echo(f"run {run_id}: {state}; {record.get('done', 0)}/{record.get('total', 0)} branches done")
+    click.echo(f"  repository: {record.get('repository')}; strategy: {record.get('strategy')}")
+    if record.get("failures"):
+        click.echo(f"  failures: {record['failures']}")
+    if record.get("circuit_breaker_triggered"):
+        click.echo("  circuit breaker triggered")
+    if record.get("apply_error"):
+        click.echo(f"  apply failed: {record['apply_error']}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@BROKER_OPTION
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "md"]), default="md", show_default=True, help="Output format."
+)
+def report(run_id: str, broker: str | None, fmt: str) -> None:
+    """Print the report of a finished distributed run (report.json or report.md)."""
+    import json
+
+    from palign.report import to_json, to_markdown
+
+    found = service.run_report(run_id, broker)
+    click.echo(json.dumps(to_json(found), indent=2) if fmt == "json" else to_markdown(found))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@BROKER_OPTION
+def cancel(run_id: str, broker: str | None) -> None:
+    """Cancel a distributed run: branches not yet aligned are left alone and reported
+    `cancelled`; a branch being aligned finishes (nothing is half-written)."""
+    state = service.cancel(run_id, broker)
+    if state in ("finished", "cancelled"):
+        click.echo(f"run {run_id} had already ended ({state})")
+    else:
+        click.echo(f"run {run_id}: cancelling")
+
+
+@main.command(context_settings=CONTEXT)
+@BROKER_OPTION
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.option("--basic-auth", metavar="USER:PASSWORD", default=None, help="Require this login (API and pages).")
+def flower(broker: str | None, address: str, port: int, basic_auth: str | None) -> None:
+    """Flower, the Celery dashboard, for palign's workers: each task shows as
+    `palign.align[RUN_ID] branch, ...`. Listens on 127.0.0.1 unless told otherwise."""
+    if broker:
+        os.environ["PALIGN_BROKER_URL"] = broker
+    from palign.distributed import app as app_module
+
+    app = app_module.configure(broker)
+    argv = ["flower", f"--address={address}", f"--port={port}"]
+    if basic_auth:
+        argv.append(f"--basic-auth={basic_auth}")
+    app.start(argv)
 
 
 def entry(argv: Sequence[str] | None = None) -> None:

@@ -58,6 +58,14 @@ class Status(str, Enum):
     ERROR = "error"
     STALE = "stale"
     BLOCKED = "blocked"  # stacked on a branch that did not align
+    CANCELLED = "cancelled"  # the run was cancelled before this branch was aligned
+    SKIPPED = "skipped"  # the run's circuit breaker stopped it before this branch
+
+    @property
+    def counts_as_failure(self) -> bool:
+        """What the circuit breaker counts: outcomes that say something is wrong with the
+        run, not consequences of another branch's outcome (blocked) or of a stop."""
+        return self in (Status.CONFLICT, Status.ERROR)
 
     @property
     def successful(self) -> bool:

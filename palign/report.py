@@ -25,6 +25,8 @@ class RunReport:
     total_time_seconds: float
     applied: bool = False
     circuit_breaker_triggered: bool = False
+    cancelled: bool = False
+    executor: str = "local"
     # From the plan, by branch name: category, cluster_id, stacked_on, confidence.
     planned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -89,19 +91,66 @@ def to_json(report: RunReport) -> dict[str, Any]:
             "total_failed": len(report.failed),
             "total_time_seconds": round(report.total_time_seconds, 3),
             "circuit_breaker_triggered": report.circuit_breaker_triggered,
+            "cancelled": report.cancelled,
+            "executor": report.executor,
             "execution_timestamp": report.started_at.astimezone(timezone.utc).isoformat(),
             "status_counts": report.counts(),
         },
     }
 
 
+def to_record(report: RunReport) -> dict[str, Any]:
+    """Everything a report is made of, as JSON: the run store keeps this, and `palign
+    report RUN_ID` rebuilds the report from it."""
+    return {
+        "run_id": report.run_id,
+        "repository": report.repository,
+        "strategy": report.strategy,
+        "targets": report.targets,
+        "results": [r.to_json() for r in report.results],
+        "started_at": report.started_at.isoformat(),
+        "total_time_seconds": report.total_time_seconds,
+        "applied": report.applied,
+        "circuit_breaker_triggered": report.circuit_breaker_triggered,
+        "cancelled": report.cancelled,
+        "executor": report.executor,
+        "planned": report.planned,
+    }
+
+
+def from_record(data: dict[str, Any]) -> RunReport:
+    return RunReport(
+        run_id=data["run_id"],
+        repository=data["repository"],
+        strategy=data["strategy"],
+        targets=dict(data["targets"]),
+        results=[BranchResult.from_json(r) for r in data["results"]],
+        started_at=datetime.fromisoformat(data["started_at"]),
+        total_time_seconds=float(data["total_time_seconds"]),
+        applied=bool(data["applied"]),
+        circuit_breaker_triggered=bool(data["circuit_breaker_triggered"]),
+        cancelled=bool(data.get("cancelled", False)),
+        executor=str(data.get("executor", "local")),
+        planned=dict(data.get("planned", {})),
+    )
+
+
 def to_markdown(report: RunReport) -> str:
     data = to_json(report)
     summary = data["overall_summary"]
     applied = "yes" if report.applied else f"no (staged under refs/palign/staged/{report.run_id}/)"
+    stops = [
+        *(["**cancelled**: branches not aligned before the cancel are `cancelled`"] if report.cancelled else []),
+        *(
+            ["**circuit breaker triggered**: branches after the stop are `skipped`"]
+            if report.circuit_breaker_triggered
+            else []
+        ),
+    ]
     lines = [
         f"# palign run {report.run_id}",
         "",
+        *(f"- {stop}" for stop in stops),
         f"- repository: `{report.repository}`",
         f"- strategy: {report.strategy}; applied: {applied}",
         f"- {summary['total_branches_processed']} branches: {summary['total_successful']} successful, "

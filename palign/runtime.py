@@ -7,6 +7,7 @@ Celery tasks of the distributed mode call the same function.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -48,6 +49,13 @@ def context_for(git_dir: str, identity: Identity) -> AlignContext:
         ctx = AlignContext(repo=pygit2.Repository(git_dir), identity=identity, cache=PatchKeyCache(changes=changes))
         _contexts[key] = ctx
     return ctx
+
+
+def forget(git_dir: str) -> None:
+    """Drop what this process keeps for `git_dir` (a scratch store being removed)."""
+    for key in [k for k in _contexts if k[0] == git_dir]:
+        del _contexts[key]
+    _change_indexes.pop(git_dir, None)
 
 
 def request_to_json(request: AlignRequest) -> dict[str, Any]:
@@ -97,25 +105,58 @@ def blocked_result(request: AlignRequest, blocker: BranchResult) -> BranchResult
     )
 
 
-def align_stack(
-    mirror_path: str, identity: tuple[str, str], levels: list[list[dict[str, Any]]]
-) -> list[dict[str, Any]]:
-    """One unit of work: a stack, level by level. A branch stacked on another is replayed
-    onto that one's aligned tip, and is blocked when that one did not align."""
-    ctx = context_for(mirror_path, Identity(*identity))
-    done: dict[str, BranchResult] = {}
+StopCheck = Callable[[], "Status | None"]
+
+
+def stopped_result(request: AlignRequest, status: Status) -> BranchResult:
+    """A branch a cancel or the circuit breaker kept from being aligned: left as it was."""
+    reason = "the run was cancelled" if status is Status.CANCELLED else "the run's circuit breaker stopped it"
+    return BranchResult(
+        branch_name=request.branch,
+        refname=request.refname,
+        target=request.target,
+        status=status,
+        old_sha=request.old_sha,
+        new_sha=None,
+        errors_detected=["cancelled" if status is Status.CANCELLED else "circuit_breaker"],
+        error_message=f"{reason} before this branch was aligned",
+    )
+
+
+def align_levels(
+    ctx: AlignContext,
+    levels: Sequence[Sequence[AlignRequest]],
+    done: dict[str, BranchResult],
+    stop: StopCheck | None = None,
+) -> list[BranchResult]:
+    """Align a stack's levels in order. `done` holds the results of lower levels (by ref
+    name) and receives these: a branch stacked on another is replayed onto that one's
+    aligned tip, and is blocked when that one did not align. `stop` is asked before each
+    branch whether the run has been stopped."""
+    new: list[BranchResult] = []
     for level in levels:
-        for data in level:
-            request = request_from_json(data)
+        for request in level:
             parent = done.get(request.parent) if request.parent else None
-            if parent is not None and not parent.status.successful:
+            halted = stop() if stop is not None else None
+            if halted is not None:
+                result = stopped_result(request, halted)
+            elif parent is not None and not parent.status.successful:
                 result = blocked_result(request, parent)
             else:
                 if parent is not None and parent.new_sha is not None:
                     request = replace(request, parent_old=parent.old_sha, onto=parent.new_sha)
                 result = align_branch(ctx, request)
             done[request.refname] = result
-    return [result.to_json() for result in done.values()]
+            new.append(result)
+    return new
+
+
+def align_stack(mirror_path: str, identity: Sequence[Any], levels: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One unit of work of the local pool: a stack, level by level (see `align_levels`).
+    `identity` is (name, email, pinned committer time or None)."""
+    ctx = context_for(mirror_path, Identity(*identity))
+    requests = [[request_from_json(data) for data in level] for level in levels]
+    return [result.to_json() for result in align_levels(ctx, requests, {})]
 
 
 def merge_pairs(git_dir: str, pairs: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:

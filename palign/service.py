@@ -69,6 +69,10 @@ class RunOptions:
     apply: bool = False
     config: Path | None = None  # palign.toml (default: ./palign.toml when present)
     plan_file: Path | None = None  # a plan file to execute (`palign plan --json`, or another tool's)
+    # Distributed mode: a Redis URL hands the plan to Celery workers instead of the local pool.
+    broker: str | None = None
+    priority: int = 5  # 0 runs first, 9 last (Redis priority lists)
+    circuit_breaker: str | None = None  # "COUNT,PERCENT": stop once failures pass both
 
 
 @dataclass
@@ -115,8 +119,10 @@ def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str
     return sorted(chosen)
 
 
-def _identity(settings: dict[str, str]) -> Identity:
-    return committer_identity(settings.get("user.name"), settings.get("user.email"))
+def run_identity(settings: dict[str, str]) -> Identity:
+    """Who commits a run's rewritten commits, and when: one pinned time per run."""
+    identity = committer_identity(settings.get("user.name"), settings.get("user.email"))
+    return replace(identity, when=int(time.time()))
 
 
 @dataclass
@@ -257,7 +263,7 @@ def _align_all(
     changes = prepared.changes_ready()
     if changes is not None:
         adopt_changes(str(store), changes)  # forked workers inherit it
-    return run_local(str(store), _identity(settings), prepared.units, workers=options.workers, on_result=on_result)
+    return run_local(str(store), run_identity(settings), prepared.units, workers=options.workers, on_result=on_result)
 
 
 def run(
@@ -295,32 +301,144 @@ def run(
         results=results,
         started_at=started_at,
         total_time_seconds=0.0,
-        planned={
-            b.branch_name: {
-                "category": b.category.value,
-                "cluster_id": b.cluster_id,
-                "stacked_on": b.parent,
-                "target_confidence": b.confidence,
-            }
-            for b in prepared.plan.branches
-        },
+        planned=_planned_info(prepared),
     )
     if options.apply:
-        outcome = apply(options.repo, run_id, mirror=mirror)
-        by_name = {r.branch_name: r for r in results}
-        for name in outcome.applied + outcome.already:
-            by_name[name].applied = True
-        for name in outcome.stale:
-            by_name[name].status = Status.STALE
-            by_name[name].error_message = "the branch moved after it was planned; left alone"
-            by_name[name].errors_detected.append("stale_branch")
-        for name, reason in outcome.refused.items():
-            by_name[name].status = Status.ERROR
-            by_name[name].error_message = reason
-            by_name[name].errors_detected.append("apply_refused")
-        report.applied = True
+        note_applied(report, apply(options.repo, run_id, mirror=mirror))
     report.total_time_seconds = time.perf_counter() - clock
     return report
+
+
+def note_applied(report: RunReport, outcome: ApplyOutcome) -> None:
+    """What an apply did, in the run's report."""
+    by_name = {r.branch_name: r for r in report.results}
+    for name in outcome.applied + outcome.already:
+        by_name[name].applied = True
+    for name in outcome.stale:
+        by_name[name].status = Status.STALE
+        by_name[name].error_message = "the branch moved after it was planned; left alone"
+        by_name[name].errors_detected.append("stale_branch")
+    for name, reason in outcome.refused.items():
+        by_name[name].status = Status.ERROR
+        by_name[name].error_message = reason
+        by_name[name].errors_detected.append("apply_refused")
+    report.applied = True
+
+
+def _planned_info(prepared: Prepared) -> dict[str, dict[str, Any]]:
+    return {
+        b.branch_name: {
+            "category": b.category.value,
+            "cluster_id": b.cluster_id,
+            "stacked_on": b.parent,
+            "target_confidence": b.confidence,
+        }
+        for b in prepared.plan.branches
+    }
+
+
+# --- distributed runs (Celery workers over Redis) ----------------------------------------
+
+
+def _run_store(broker: str | None) -> Any:
+    from palign.distributed.settings import DistributedSettings
+    from palign.distributed.store import RunStore
+
+    settings = DistributedSettings.from_env(broker)
+    store = RunStore(settings.broker_url)
+    store.check()
+    return store
+
+
+def submit(options: RunOptions, *, on_planned: Callable[[int], None] | None = None) -> tuple[str, Any]:
+    """Plan a run and enqueue it on the Celery workers; returns its id (and the store).
+    The broker is checked first and every input before anything is written; backups of
+    every selected branch are in REPO before any task is sent."""
+    from palign.distributed import app as app_module
+    from palign.distributed.producer import CircuitBreaker, enqueue
+
+    if not 0 <= options.priority <= 9:
+        raise InputError(f"--priority must be 0-9 (got {options.priority})")
+    breaker = CircuitBreaker.parse(options.circuit_breaker) if options.circuit_breaker else None
+    app_module.configure(options.broker)
+    store = _run_store(options.broker)
+    started_at = now()
+    run_id = new_run_id(started_at)
+    with _phase("checking input, syncing the mirror and planning", run_id):
+        prepared = prepare(options)
+    requests = list(prepared.requests.values())
+    if on_planned is not None:
+        on_planned(len(requests))
+    settings = commit_settings(prepared.mirror.location)
+    identity = run_identity(settings)
+    with _phase("pushing backups", run_id):
+        prepared.mirror.push([f"{r.old_sha}:{backup_ref(run_id, r.branch)}" for r in requests])
+    with _phase("enqueueing", run_id):
+        enqueue(
+            store,
+            run_id,
+            record={
+                "repo": prepared.mirror.location.url,
+                "repository": prepared.mirror.location.display,
+                "strategy": options.strategy.value,
+                "targets": prepared.targets,
+                "apply": options.apply,
+                "priority": options.priority,
+                "created_at": time.time(),
+                "breaker_failures": breaker.failures if breaker else 0,
+                "breaker_percent": breaker.percent if breaker else 0,
+            },
+            requests=requests,
+            planned=_planned_info(prepared),
+            units=prepared.units,
+            job_base={
+                "repo": prepared.mirror.location.url,
+                "identity": [identity.name, identity.email, identity.when],
+                "settings": settings,
+            },
+            priority=options.priority,
+            ttl=app_module.current.run_ttl,
+        )
+    return run_id, store
+
+
+def run_distributed(
+    options: RunOptions,
+    *,
+    on_result: ProgressCallback | None = None,
+    on_planned: Callable[[int], None] | None = None,
+    timeout: float | None = None,
+) -> RunReport:
+    from palign.distributed.producer import wait
+
+    run_id, store = submit(options, on_planned=on_planned)
+    with _phase("waiting for the workers", run_id):
+        return wait(store, run_id, on_result=on_result, timeout=timeout)
+
+
+def run_status(run_id: str, broker: str | None) -> dict[str, Any]:
+    _check_run_id(run_id)
+    store = _run_store(broker)
+    record: dict[str, Any] = store.record(run_id)
+    record.pop("repo", None)  # may carry credentials
+    record["run_id"] = run_id
+    return record
+
+
+def run_report(run_id: str, broker: str | None) -> RunReport:
+    from palign.distributed.producer import load_report
+
+    _check_run_id(run_id)
+    report: RunReport = load_report(_run_store(broker), run_id)
+    return report
+
+
+def cancel(run_id: str, broker: str | None) -> str:
+    """Ask a run to stop: branches not started are dropped, running ones stop before their
+    next branch; the report says cancelled. Returns the run's state when asked."""
+    _check_run_id(run_id)
+    state = _run_store(broker).cancel(run_id)
+    return str(state.value)
 
 
 def _branch_ref(name: str) -> str:

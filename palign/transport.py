@@ -194,6 +194,22 @@ class Mirror:
         except GitCommandError as error:
             raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
 
+    def fetch_refs(self, refs: Sequence[str]) -> None:
+        """Fetch these refs of REPO (palign's own, say) into the mirror under their names."""
+        if self._local_git_dir() is not None:
+            return  # the mirror borrows a local REPO's objects: they are readable already
+        try:
+            self.git(
+                "fetch",
+                "--quiet",
+                "--no-write-fetch-head",
+                "--end-of-options",
+                self.location.url,
+                *(f"+{ref}:{ref}" for ref in refs),
+            )
+        except GitCommandError as error:
+            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+
     def remote_refs(self, *patterns: str) -> dict[str, str]:
         """Refs of REPO itself right now, name -> sha (for palign's namespace and leases)."""
         try:

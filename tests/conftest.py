@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.services import RedisServer, Worker
 
 
 @pytest.fixture(autouse=True)
@@ -52,3 +55,31 @@ def git_out(repo: Path, *args: str) -> str:
 
 def refs_snapshot(repo: Path) -> str:
     return git_out(repo, "for-each-ref", "--format=%(objectname) %(refname)")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port, stopped by its pid afterwards."""
+    server = RedisServer(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[..., Worker]]:
+    """Start `palign worker` processes (each a 'machine' with its own cache); all are
+    stopped at the end of the test."""
+    started: list[Worker] = []
+
+    def start(name: str, concurrency: int = 1, env: dict[str, str] | None = None) -> Worker:
+        worker = Worker(redis_server.url, name, tmp_path / "workers" / name, concurrency=concurrency, env=env)
+        started.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop(timeout=20)

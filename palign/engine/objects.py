@@ -16,9 +16,14 @@ COMMIT_TYPE = pygit2.enums.ObjectType.COMMIT
 class Identity:
     name: str
     email: str
+    # A run pins its committer time, so a branch aligned twice (a task delivered twice,
+    # a retry on another worker) gets byte-identical commits: ref writes stay idempotent.
+    when: int | None = None
 
     def signature_line(self, when: float | None = None) -> bytes:
         """`Name <email> 1700000000 +0100`, git's ident format, with the local offset."""
+        if when is None:
+            when = self.when
         stamp = int(time.time() if when is None else when)
         offset_minutes = -(time.altzone if time.localtime(stamp).tm_isdst > 0 else time.timezone) // 60
         sign = "+" if offset_minutes >= 0 else "-"

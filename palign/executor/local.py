@@ -40,7 +40,7 @@ def run_local(
     cost = [sum(r.cost for level in unit for r in level) for unit in units]
     ordered = sorted(range(len(units)), key=lambda i: -cost[i])
     results: list[list[BranchResult]] = [[] for _ in units]
-    ident = (identity.name, identity.email)
+    ident = (identity.name, identity.email, identity.when)
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(units))), mp_context=_pool_context()) as pool:
         futures: dict[Future[list[dict[str, object]]], int] = {
             pool.submit(align_stack, mirror_path, ident, [[request_to_json(r) for r in level] for level in units[i]]): i

@@ -1,0 +1,90 @@
+"""The Celery app: palign's tasks and the settings that make long git tasks safe.
+
+`celery -A palign.distributed.app worker` and `palign worker` start the same worker. The
+broker comes from PALIGN_BROKER_URL (or `--broker`); see `settings`. The settings and
+the traps behind them are explained in docs/distributed.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.entity import Queue
+
+from palign.distributed.settings import DEFAULT_PRIORITY, QUEUES, DistributedSettings
+
+app = Celery("palign", set_as_current=False)
+
+
+def celery_config(settings: DistributedSettings) -> dict[str, Any]:
+    vt = settings.visibility_timeout
+    transport = {
+        "visibility_timeout": vt,
+        # Ten readable priority lists per queue (align, align:1 ... align:9): KEDA and
+        # redis-cli can watch them, and 0 is served first.
+        "priority_steps": list(range(10)),
+        "sep": ":",
+        "queue_order_strategy": "priority",
+        "socket_timeout": 30,
+        "socket_connect_timeout": 10,
+        "health_check_interval": 25,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.broker_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": vt},
+        "visibility_timeout": vt,
+        "broker_connection_retry_on_startup": True,
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 20,
+        # JSON only: a message can never make a worker unpickle anything.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # A task is acknowledged when it ends, so a worker that dies hands it back; one
+        # task at a time per process, so nothing waits behind a long one.
+        "task_acks_late": True,
+        "worker_prefetch_multiplier": 1,
+        "task_retry_on_worker_lost": True,
+        "worker_deduplicate_successful_tasks": True,
+        "task_time_limit": settings.task_time_limit,
+        "task_soft_time_limit": max(1, settings.task_time_limit - 30),
+        "worker_soft_shutdown_timeout": 60.0,
+        "result_chord_join_timeout": 60.0,
+        "result_expires": settings.run_ttl,
+        "result_chord_expires": float(settings.run_ttl),
+        # Events for Flower: sent, started, and the task's arguments in its record.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "result_extended": True,
+        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
+        "task_default_queue": "align",
+        "task_default_priority": DEFAULT_PRIORITY,
+        "task_routes": {
+            "palign.align": {"queue": "align"},
+            "palign.chunk_done": {"queue": "report"},
+            "palign.chunk_failed": {"queue": "report"},
+        },
+        "worker_hijack_root_logger": False,
+        "broker_channel_error_retry": True,
+    }
+
+
+def configure(broker_url: str | None = None) -> Celery:
+    """The app, configured for `broker_url` (default: PALIGN_BROKER_URL)."""
+    global current
+    current = DistributedSettings.from_env(broker_url)
+    app.conf.update(celery_config(current))
+    return app
+
+
+current: DistributedSettings
+
+
+configure()
+import palign.distributed.tasks  # noqa: E402,F401  (registers the tasks on `app`)

@@ -1,0 +1,327 @@
+"""Run state in Redis. This module owns every key palign writes there:
+
+    palign:runs                        zset   run id -> creation time (newest last)
+    palign:run:<id>                    hash   the run record: state, options, counters, times
+    palign:run:<id>:branches           hash   ref name -> the planned branch (JSON)
+    palign:run:<id>:results            hash   ref name -> its final result (JSON), written once
+    palign:run:<id>:chunks             set    chunks of the canvas that have finished
+    palign:run:<id>:events             stream progress events for live displays
+    palign:run:<id>:report             string the finished report (JSON)
+    palign:lock:<repo>:<ref>           string who is aligning that branch now (token, expiring)
+
+Celery's own keys (queues, unacked, celery-task-meta-*) are Celery's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.lock import Lock
+from redis.retry import Retry
+
+from palign.errors import InfrastructureError, UnknownRun
+from palign.model import BranchResult, Status
+
+
+class RunState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (RunState.FINISHED, RunState.CANCELLED)
+
+
+RUNS = "palign:runs"
+
+
+def run_key(run_id: str) -> str:
+    return f"palign:run:{run_id}"
+
+
+def lock_key(repo_url: str, refname: str) -> str:
+    repo = hashlib.sha256(repo_url.encode()).hexdigest()[:16]
+    return f"palign:lock:{repo}:{refname}"
+
+
+# Records each result once (a task delivered twice finds its branches done) and counts
+# it; trips the circuit breaker when failures pass both the count and the percentage.
+_RECORD_RESULTS = """
+local run, results = KEYS[1], KEYS[2]
+local failures_at, percent_at = tonumber(ARGV[1]), tonumber(ARGV[2])
+local new = 0
+for i = 3, #ARGV, 3 do
+  if redis.call('HSETNX', results, ARGV[i], ARGV[i + 1]) == 1 then
+    new = new + 1
+    redis.call('HINCRBY', run, 'done', 1)
+    if ARGV[i + 2] == '1' then redis.call('HINCRBY', run, 'failures', 1) end
+  end
+end
+local done = tonumber(redis.call('HGET', run, 'done') or '0')
+local failures = tonumber(redis.call('HGET', run, 'failures') or '0')
+if failures_at > 0 and failures >= failures_at and failures * 100 >= percent_at * done then
+  redis.call('HSETNX', run, 'circuit_breaker_triggered', '1')
+end
+return {new, done, failures}
+"""
+
+
+@dataclass(frozen=True)
+class Counters:
+    recorded: int  # results this call stored (0 for a duplicate)
+    done: int
+    failures: int
+
+
+class RunStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        # redis-py 8 defaults to 5 s socket timeouts; retries with backoff ride out a
+        # Redis restart of a few seconds.
+        # Typed loosely: redis-py's stubs cannot know decode_responses gives str.
+        self.redis: Any = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=30,
+            socket_connect_timeout=10,
+            health_check_interval=25,
+            retry=Retry(ExponentialBackoff(cap=4, base=0.1), retries=12),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        self._record_results = self.redis.register_script(_RECORD_RESULTS)
+
+    def check(self) -> None:
+        """Fail fast, with one line, when the broker cannot be reached."""
+        try:
+            redis.Redis.from_url(
+                self.url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(NoBackoff(), 1)
+            ).ping()
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            raise InfrastructureError(f"cannot reach the broker: {error}") from None
+
+    # --- runs -------------------------------------------------------------------------
+
+    def create(
+        self,
+        run_id: str,
+        record: dict[str, Any],
+        branches: dict[str, dict[str, Any]],
+        ttl: int,
+    ) -> None:
+        key = run_key(run_id)
+        fields = {name: json.dumps(value) for name, value in record.items()}
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping={**fields, "state": RunState.QUEUED.value, "done": 0, "failures": 0})
+            for start in range(0, len(branches), 5000):
+                chunk = dict(list(branches.items())[start : start + 5000])
+                pipe.hset(f"{key}:branches", mapping={ref: json.dumps(b) for ref, b in chunk.items()})
+            pipe.zadd(RUNS, {run_id: time.time()})
+            for suffix in ("", ":branches"):
+                pipe.expire(key + suffix, ttl)
+            pipe.execute()
+
+    def record(self, run_id: str) -> dict[str, Any]:
+        raw = self.redis.hgetall(run_key(run_id))
+        if not raw:
+            raise UnknownRun(f"unknown run id: {run_id} (no record in the broker; records expire after the run's TTL)")
+        out: dict[str, Any] = {}
+        for name, value in raw.items():
+            try:
+                out[name] = json.loads(value)
+            except ValueError:
+                out[name] = value
+        return out
+
+    def state(self, run_id: str) -> RunState:
+        value = self.redis.hget(run_key(run_id), "state")
+        if value is None:
+            raise UnknownRun(f"unknown run id: {run_id}")
+        return RunState(value)
+
+    def set_fields(self, run_id: str, **fields: Any) -> None:
+        self.redis.hset(run_key(run_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+
+    def mark_running(self, run_id: str) -> None:
+        key = run_key(run_id)
+        if self.redis.hsetnx(key, "started_at", json.dumps(time.time())):
+            self.redis.hset(key, "state", RunState.RUNNING.value)
+            self.event(run_id, {"type": "state", "state": RunState.RUNNING.value})
+
+    def branches(self, run_id: str) -> dict[str, dict[str, Any]]:
+        return {ref: json.loads(v) for ref, v in self.redis.hgetall(f"{run_key(run_id)}:branches").items()}
+
+    def recent(self, limit: int = 20) -> list[str]:
+        return list(reversed(self.redis.zrange(RUNS, -limit, -1)))
+
+    # --- results, stops ---------------------------------------------------------------
+
+    def record_results(self, run_id: str, results: Sequence[BranchResult]) -> Counters:
+        record = self.record_fields(run_id, "breaker_failures", "breaker_percent")
+        args: list[Any] = [int(record[0] or 0), int(record[1] or 0)]
+        for result in results:
+            args += [result.refname, json.dumps(result.to_json()), "1" if result.status.counts_as_failure else "0"]
+        key = run_key(run_id)
+        new, done, failures = self._record_results(keys=[key, f"{key}:results"], args=args)
+        if new:
+            for result in results:
+                self.event(run_id, {"type": "branch", "branch": result.branch_name, "status": result.status.value})
+        return Counters(int(new), int(done), int(failures))
+
+    def record_fields(self, run_id: str, *names: str) -> list[Any]:
+        return [json.loads(v) if v is not None else None for v in self.redis.hmget(run_key(run_id), list(names))]
+
+    def results(self, run_id: str, refnames: Iterable[str] | None = None) -> dict[str, BranchResult]:
+        key = f"{run_key(run_id)}:results"
+        if refnames is None:
+            raw = self.redis.hgetall(key)
+        else:
+            names = list(refnames)
+            raw = {n: v for n, v in zip(names, self.redis.hmget(key, names), strict=True) if v is not None}
+        return {ref: BranchResult.from_json(json.loads(v)) for ref, v in raw.items()}
+
+    def stop_reason(self, run_id: str) -> Status | None:
+        """Why a branch not yet aligned must not be: cancelled, or the breaker tripped."""
+        cancel, breaker = self.redis.hmget(run_key(run_id), ["cancel_requested", "circuit_breaker_triggered"])
+        if cancel:
+            return Status.CANCELLED
+        if breaker:
+            return Status.SKIPPED
+        return None
+
+    def cancel(self, run_id: str) -> RunState:
+        state = self.state(run_id)
+        if not state.final:
+            self.redis.hsetnx(run_key(run_id), "cancel_requested", json.dumps(time.time()))
+            self.event(run_id, {"type": "state", "state": "cancelling"})
+        return state
+
+    # --- the end of a run --------------------------------------------------------------
+
+    def chunk_finished(self, run_id: str, chunk: int) -> bool:
+        """Note that a chunk of the canvas ended; True once every chunk has."""
+        key = run_key(run_id)
+        with self.redis.pipeline() as pipe:
+            pipe.sadd(f"{key}:chunks", chunk)
+            pipe.scard(f"{key}:chunks")
+            pipe.hget(key, "chunks")
+            pipe.expire(f"{key}:chunks", int(self.redis.ttl(key) or 0) or 3600)
+            added, finished, total, _ = pipe.execute()
+        return int(finished) >= int(json.loads(total))
+
+    def claim_finish(self, run_id: str) -> bool:
+        """Exactly one caller finishes a run (a failed finisher gives the claim back)."""
+        return bool(self.redis.hsetnx(run_key(run_id), "finishing", json.dumps(time.time())))
+
+    def release_finish(self, run_id: str) -> None:
+        self.redis.hdel(run_key(run_id), "finishing")
+
+    def finish(self, run_id: str, report: dict[str, Any], state: RunState) -> None:
+        key = run_key(run_id)
+        ttl = int(self.redis.ttl(key) or 0)
+        with self.redis.pipeline() as pipe:
+            pipe.set(f"{key}:report", json.dumps(report))
+            pipe.hset(key, mapping={"state": state.value, "finished_at": json.dumps(time.time())})
+            if ttl > 0:
+                for suffix in (":report", ":results", ":events"):
+                    pipe.expire(key + suffix, ttl)
+            pipe.execute()
+        self.event(run_id, {"type": "state", "state": state.value})
+
+    def report(self, run_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(f"{run_key(run_id)}:report")
+        return json.loads(raw) if raw else None
+
+    # --- progress events ------------------------------------------------------------------
+
+    def event(self, run_id: str, event: dict[str, Any]) -> None:
+        self.redis.xadd(
+            f"{run_key(run_id)}:events",
+            {"data": json.dumps({**event, "at": time.time()})},
+            maxlen=100_000,
+            approximate=True,
+        )
+
+    def events(self, run_id: str, after: str = "0", block_ms: int = 1000) -> list[tuple[str, dict[str, Any]]]:
+        """Events after the id `after`, waiting up to `block_ms` for the first."""
+        reply = self.redis.xread({f"{run_key(run_id)}:events": after}, count=10_000, block=block_ms)
+        out: list[tuple[str, dict[str, Any]]] = []
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                out.append((entry_id, json.loads(fields["data"])))
+        return out
+
+    # --- branch locks -------------------------------------------------------------------
+
+    def branch_locks(self, repo_url: str, refnames: Sequence[str], owner: str) -> BranchLocks:
+        return BranchLocks(self.redis, repo_url, refnames, owner)
+
+
+class BranchLocks:
+    """One Redis lock per branch of a repository, so two runs never align the same branch
+    at once. Locks expire unless renewed: a holder that dies frees them within `ttl`."""
+
+    def __init__(self, client: Any, repo_url: str, refnames: Sequence[str], owner: str, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self.owner = owner
+        self.locks = {ref: Lock(client, lock_key(repo_url, ref), timeout=ttl, thread_local=False) for ref in refnames}
+        self.held: list[str] = []
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def acquire(self, wait_seconds: float) -> list[str]:
+        """Take every lock, waiting up to `wait_seconds` in all; returns the refs whose
+        lock another run holds (those branches must not be aligned now)."""
+        deadline = time.monotonic() + wait_seconds
+        busy = []
+        for ref, lock in self.locks.items():
+            left = max(0.0, deadline - time.monotonic())
+            if lock.acquire(blocking=left > 0, blocking_timeout=left or None, token=self.owner):
+                self.held.append(ref)
+            else:
+                busy.append(ref)
+        if self.held:
+            self._renewer = threading.Thread(target=self._renew, name="palign-lock-renewal", daemon=True)
+            self._renewer.start()
+        return busy
+
+    def holder(self, ref: str) -> str | None:
+        value = self.locks[ref].redis.get(self.locks[ref].name)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            for ref in self.held:
+                try:
+                    self.locks[ref].reacquire()
+                except Exception:  # noqa: BLE001  (a lost lock is found at release; keep renewing the rest)
+                    continue
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
+        for ref in self.held:
+            try:
+                self.locks[ref].release()
+            except Exception:  # noqa: BLE001  (expired meanwhile: nothing to release)
+                continue
+        self.held.clear()
+
+    def __enter__(self) -> BranchLocks:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()

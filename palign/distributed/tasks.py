@@ -1,0 +1,165 @@
+"""palign's Celery tasks. Every expected failure (a conflict, a blocked or busy branch, an
+infrastructure error after its retries) becomes a branch result, so the run's chords
+always complete; only bugs raise.
+
+- `palign.align`: one level of a unit (a batch of independent branches, or a level of a
+  stack); in a stack's chain each level receives the results of the levels below.
+- `palign.chunk_done` / `palign.chunk_failed`: the callback and errback of each chunk's
+  chord; the call that closes the last chunk finishes the run (report, then apply).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from billiard.exceptions import SoftTimeLimitExceeded
+from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown
+from redis.exceptions import RedisError
+
+from palign.distributed import app as app_module
+from palign.distributed import workspace
+from palign.distributed.app import app
+from palign.distributed.store import RunStore
+from palign.engine.objects import Identity
+from palign.errors import InfrastructureError, InputError
+from palign.model import AlignRequest, BranchResult, Status
+from palign.runtime import align_levels, request_from_json
+
+log = logging.getLogger("palign.worker")
+
+# Errors of the world around a task (REPO unreachable, a git command failing, Redis gone):
+# retried with backoff, then the task's branches end as `error`.
+RETRYABLE = (InfrastructureError, InputError, RedisError, OSError)
+LOCK_WAIT_SECONDS = 30.0
+
+_store: RunStore | None = None
+
+
+def store() -> RunStore:
+    global _store
+    if _store is None:
+        _store = RunStore(app_module.current.broker_url)
+    return _store
+
+
+@worker_process_init.connect
+def _fresh_process(**_: Any) -> None:
+    # A forked pool process must not share the parent's Redis connections.
+    global _store
+    _store = None
+
+
+@worker_process_shutdown.connect
+def _leave(**_: Any) -> None:
+    workspace.close()
+
+
+def _failed(request: AlignRequest, message: str, detected: str) -> BranchResult:
+    return BranchResult(
+        branch_name=request.branch,
+        refname=request.refname,
+        target=request.target,
+        status=Status.ERROR,
+        old_sha=request.old_sha,
+        new_sha=None,
+        errors_detected=[detected],
+        error_message=message,
+    )
+
+
+class AlignTask(Task):  # type: ignore[misc]
+    """Retries with exponential backoff; readable names in Flower and the logs."""
+
+    max_retries = 3
+
+    def shadow_name(self, args: Any, kwargs: Any, options: Any) -> str:
+        job = args[-1] if args else kwargs.get("job", {})
+        names = [r["refname"].removeprefix("refs/heads/") for r in job.get("requests", [])]
+        shown = ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
+        return f"palign.align[{job.get('run_id', '?')}] {shown}"
+
+
+@app.task(name="palign.align", bind=True, base=AlignTask)
+def align(self: AlignTask, lower: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Align `job["requests"]` (one level) onto their targets, or onto the aligned tips of
+    the branches below them in `lower`; returns `lower` plus this level's results."""
+    run_id = job["run_id"]
+    runs = store()
+    runs.mark_running(run_id)
+    requests = [request_from_json(data) for data in job["requests"]]
+    below = {r.refname: r for r in (BranchResult.from_json(d) for d in lower)}
+    results = runs.results(run_id, [r.refname for r in requests])  # a repeated task finds them
+    todo = [r for r in requests if r.refname not in results]
+    if todo:
+        try:
+            results.update(_align(runs, job, todo, below))
+        except SoftTimeLimitExceeded:
+            failed = [_failed(r, "the task ran past its time limit", "time_limit") for r in todo]
+            runs.record_results(run_id, failed)
+            results.update(runs.results(run_id, [r.refname for r in todo]))
+        except RETRYABLE as error:
+            if self.request.retries < self.max_retries:
+                log.warning("run %s: %s; retrying", run_id, error)
+                raise self.retry(exc=error, countdown=min(60, 2 ** (self.request.retries + 1))) from None
+            failed = [_failed(r, f"infrastructure error after retries: {error}", "infrastructure") for r in todo]
+            runs.record_results(run_id, failed)
+            results.update(runs.results(run_id, [r.refname for r in todo]))
+    return lower + [results[r.refname].to_json() for r in requests]
+
+
+class _BusyBranch(Exception):
+    """Another delivery of this very task holds the branch: try again later."""
+
+
+def _align(
+    runs: RunStore, job: dict[str, Any], todo: list[AlignRequest], below: dict[str, BranchResult]
+) -> dict[str, BranchResult]:
+    run_id = job["run_id"]
+    with runs.branch_locks(job["repo"], [r.refname for r in todo], owner=run_id) as locks:
+        busy = set(locks.acquire(LOCK_WAIT_SECONDS))
+        done = runs.results(run_id, [r.refname for r in todo])  # finished while we waited
+        holders = {ref: locks.holder(ref) for ref in busy if ref not in done}
+        if any(holder == run_id for holder in holders.values()):
+            raise InfrastructureError("a repeated delivery of this task is still aligning its branches")
+        refused = [
+            _failed(r, f"run {holders[r.refname]} is aligning this branch; not aligned twice at once", "branch_busy")
+            for r in todo
+            if r.refname in holders
+        ]
+        work = [r for r in todo if r.refname not in done and r.refname not in holders]
+        new: list[BranchResult] = []
+        if work:
+            identity = Identity(*job["identity"])
+            space = workspace.workspace_for(run_id, job["repo"], identity, job["settings"])
+            workspace.ensure_objects(space, work, below.values())
+            new = align_levels(space.context, [work], dict(below), stop=lambda: runs.stop_reason(run_id))
+            workspace.publish(space, new)
+        runs.record_results(run_id, new + refused)
+    return runs.results(run_id, [r.refname for r in todo])
+
+
+@app.task(name="palign.chunk_done", bind=True, max_retries=10)
+def chunk_done(self: Task, run_id: str, chunk: int) -> str:
+    return _close_chunk(self, run_id, chunk)
+
+
+@app.task(name="palign.chunk_failed", bind=True, max_retries=10)
+def chunk_failed(self: Task, run_id: str, chunk: int) -> str:
+    """A task of the chunk failed for good (its worker died too often): the branches it did
+    not finish end as `error` in the report."""
+    log.warning("run %s: chunk %d ended with a failed task", run_id, chunk)
+    return _close_chunk(self, run_id, chunk)
+
+
+def _close_chunk(task: Task, run_id: str, chunk: int) -> str:
+    from palign.distributed.producer import finish_run
+
+    try:
+        if store().chunk_finished(run_id, chunk):  # true for every call once all chunks ended
+            finish_run(store(), run_id)
+            return "finished"
+    except RETRYABLE as error:
+        raise task.retry(exc=error, countdown=5) from None
+    return "chunk done"

@@ -1,0 +1,122 @@
+"""What a worker process keeps for the run it serves: its machine's mirror of REPO (in
+PALIGN_CACHE_DIR, shared by the processes of the machine under a file lock) and a
+scratch store over it, where the run's aligned commits are written before they are
+pushed to REPO under refs/palign/staged/<run>/.
+
+A worker never reads the producer's files: it knows REPO only by its URL, and finds
+what other workers aligned (a stack's lower branch) in REPO's staging refs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pygit2
+
+from palign import runtime
+from palign.engine.align import AlignContext
+from palign.engine.changes import commits_of_run
+from palign.engine.objects import Identity
+from palign.errors import GitCommandError, InfrastructureError
+from palign.model import AlignRequest, BranchResult, Status, staged_ref
+from palign.scratch import ScratchStore
+from palign.transport import Mirror, parse_location
+
+log = logging.getLogger("palign.worker")
+_ZERO = "0" * 40
+
+
+@dataclass
+class Workspace:
+    run_id: str
+    mirror: Mirror
+    scratch: ScratchStore
+    context: AlignContext
+
+    def close(self) -> None:
+        runtime.forget(str(self.scratch.path))
+        self.scratch.__exit__(None, None, None)
+
+
+_current: Workspace | None = None
+
+
+def workspace_for(run_id: str, repo_url: str, identity: Identity, settings: dict[str, str]) -> Workspace:
+    """This process's workspace for `run_id`; the previous run's is removed first."""
+    global _current
+    if _current is not None and _current.run_id == run_id:
+        return _current
+    close()
+    mirror = Mirror(parse_location(repo_url))
+    if not (mirror.path / "HEAD").exists():
+        mirror.sync()
+    scratch = ScratchStore(mirror.path, f"run-{run_id}", settings=settings).__enter__()
+    _current = Workspace(run_id, mirror, scratch, runtime.context_for(str(scratch.path), identity))
+    return _current
+
+
+def close() -> None:
+    global _current
+    if _current is not None:
+        _current.close()
+        _current = None
+
+
+def ensure_objects(workspace: Workspace, requests: Sequence[AlignRequest], lower: Iterable[BranchResult]) -> None:
+    """Make every commit these requests name readable here: fetch REPO when the mirror
+    lacks a tip or target, and the run's staged refs when a lower branch of the stack was
+    aligned on another machine. Then diff, in one batch, the commits alignment reads."""
+    repo = workspace.context.repo
+    needed = {r.old_sha for r in requests} | {r.target_sha for r in requests}
+    if any(pygit2.Oid(hex=sha) not in repo for sha in needed):
+        workspace.mirror.sync()
+    lower_tips = [r for r in lower if r.new_sha and pygit2.Oid(hex=r.new_sha) not in repo]
+    if lower_tips:
+        workspace.mirror.fetch_refs([staged_ref(workspace.run_id, r.branch_name) for r in lower_tips])
+    missing = [sha for sha in needed | {r.new_sha for r in lower_tips if r.new_sha} if pygit2.Oid(hex=sha) not in repo]
+    if missing:
+        raise InfrastructureError(f"REPO no longer has {', '.join(m[:12] for m in missing)}")
+    by_target: dict[str, list[pygit2.Oid]] = {}
+    for request in requests:
+        by_target.setdefault(request.target_sha, []).append(pygit2.Oid(hex=request.old_sha))
+    commits = [
+        commit for target, tips in by_target.items() for commit in commits_of_run(repo, pygit2.Oid(hex=target), tips)
+    ]
+    workspace.context.cache.changes.ensure(str(workspace.scratch.path), commits)
+
+
+def publish(workspace: Workspace, results: Sequence[BranchResult]) -> None:
+    """Push the aligned tips to REPO's staging refs, each created only if absent. A task
+    delivered twice writes the same commits (the run pins their time): a ref that already
+    holds the same sha is fine, one that holds another is an error."""
+    wanted = {
+        staged_ref(workspace.run_id, r.branch_name): r.new_sha
+        for r in results
+        if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
+    }
+    if not wanted:
+        return
+    try:
+        workspace.mirror.push(
+            [f"{sha}:{ref}" for ref, sha in wanted.items()],
+            leases={ref: _ZERO for ref in wanted},
+            atomic=True,
+            objects_from=workspace.scratch.path,
+        )
+        return
+    except GitCommandError:
+        existing = workspace.mirror.remote_refs(*wanted)
+    clashes = [ref for ref, sha in wanted.items() if existing.get(ref) not in (None, sha)]
+    if clashes:
+        raise InfrastructureError(f"staging refs hold other commits: {', '.join(clashes)}")
+    missing = {ref: sha for ref, sha in wanted.items() if ref not in existing}
+    if missing:
+        workspace.mirror.push(
+            [f"{sha}:{ref}" for ref, sha in missing.items()],
+            leases={ref: _ZERO for ref in missing},
+            atomic=True,
+            objects_from=workspace.scratch.path,
+        )
+    log.info("run %s: %d staging refs were already written (a repeated task)", workspace.run_id, len(existing))

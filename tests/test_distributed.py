@@ -1,0 +1,254 @@
+"""`palign run --broker`: the plan runs as a Celery canvas on real `palign worker`
+processes through a real redis-server; the report must equal a local run's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from palign.report import SCHEMA_PATH
+from tests.conftest import git_out, refs_snapshot, run_palign
+from tests.gitrepo import GitRepo
+from tests.services import RedisServer, Worker, wait_for
+
+
+def fleet_repo(path: Path, *, independent: int = 12, stacks: int = 3, depth: int = 3) -> GitRepo:
+    """Independent branches (every third conflicts with main) and stacks of `depth`
+    branches (the first stack's bottom conflicts, so the branches above it are blocked)."""
+    repo = GitRepo.init(path)
+    for i in range(independent):
+        repo.write(f"src/m{i}.txt", "".join(f"line {n}\n" for n in range(20)))
+    repo.write("shared.txt", "one\ntwo\nthree\n")
+    repo.commit("base")
+    for i in range(independent):
+        repo.new_branch(f"pr/{i}", "main")
+        lines = [f"line {n}\n" for n in range(20)]
+        lines[2] = f"pr {i} edits line 2\n"
+        repo.write(f"src/m{i}.txt", "".join(lines))
+        repo.commit(f"pr {i}")
+        repo.write(f"src/new{i}.txt", f"new {i}\n")
+        repo.commit(f"pr {i}: a file")
+    for s in range(stacks):
+        below = "main"
+        for level in range(depth):
+            name = f"stack{s}/l{level}"
+            repo.new_branch(name, below)
+            if s == 0 and level == 0:
+                repo.write("shared.txt", "one\nstack edits two\nthree\n")
+            else:
+                repo.write(f"stack{s}/l{level}.txt", f"level {level}\n")
+            repo.commit(f"{name}")
+            below = name
+    repo.checkout("main")
+    for i in range(0, independent, 3):
+        lines = [f"line {n}\n" for n in range(20)]
+        lines[2] = f"main edits line 2 of {i}\n"
+        repo.write(f"src/m{i}.txt", "".join(lines))
+    repo.write("shared.txt", "one\nmain edits two\nthree\n")
+    repo.commit("main moves")
+    return repo
+
+
+def branches_of(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b["branch_name"]: b for target in report["orchestration_results"].values() for b in target["branches"]}
+
+
+def comparable(repo: GitRepo, report: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """What must not depend on the executor: verdict, tree, counts, plan facts."""
+    return {
+        name: (
+            b["status"],
+            repo.tree(b["new_sha"]) if b["new_sha"] else None,
+            b["commits_replayed"],
+            b["commits_skipped"],
+            b["category"],
+            b["stacked_on"],
+            b["errors_detected"],
+        )
+        for name, b in branches_of(report).items()
+    }
+
+
+def read_report(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+    return data
+
+
+def task_workers(server: RedisServer, run_id: str) -> dict[str, str]:
+    """Task id -> the worker that ran it, from Celery's result records."""
+    client = server.client()
+    found = {}
+    for key in client.scan_iter(f"celery-task-meta-{run_id}.*"):
+        meta = json.loads(client.get(key) or "{}")
+        if meta.get("status") == "SUCCESS":
+            found[key.removeprefix("celery-task-meta-")] = meta.get("worker")
+    return found
+
+
+def test_two_worker_machines_give_the_local_report_with_stacks(
+    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
+) -> None:
+    repo = fleet_repo(tmp_path / "repo", stacks=4, depth=4)
+    local = run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "local"))
+    assert local.code == 1, local.stderr  # some conflict
+    first, second = start_worker("alpha"), start_worker("beta")
+    result = run_palign(
+        "run", str(repo.path), "--onto", "main", "--broker", redis_server.url, "--report-dir", str(tmp_path / "dist")
+    )
+    assert result.code == 1, result.stderr
+    dist, mine = read_report(tmp_path / "dist"), read_report(tmp_path / "local")
+    assert dist["overall_summary"]["executor"] == "celery"
+    assert comparable(repo, dist) == comparable(repo, mine)
+    statuses = {b["status"] for b in branches_of(dist).values()}
+    assert {"aligned", "conflict", "blocked"} <= statuses
+    # Every aligned branch is staged in REPO by the worker that aligned it.
+    run_id = dist["run_id"]
+    for name, branch in branches_of(dist).items():
+        staged = git_out(repo.path, "for-each-ref", "--format=%(objectname)", f"refs/palign/staged/{run_id}/{name}")
+        assert staged.strip() == (branch["new_sha"] if branch["status"] == "aligned" else ""), name
+        assert git_out(repo.path, "rev-parse", f"refs/palign/backup/{run_id}/{name}").strip() == branch["old_sha"]
+    # Both machines worked, each from its own mirror cache; some stack crossed machines
+    # (a level aligned on one, the level above on the other, found in REPO's staging refs).
+    ran = task_workers(redis_server, run_id)
+    assert set(ran.values()) == {first.hostname, second.hostname}
+    assert (tmp_path / "workers" / "alpha" / "cache" / "mirrors").is_dir()
+    assert (tmp_path / "workers" / "beta" / "cache" / "mirrors").is_dir()
+    crossed = [
+        unit
+        for unit in {task.split(".")[1] for task in ran}
+        if len({ran[t] for t in ran if t.split(".")[1] == unit}) > 1
+    ]
+    assert crossed, ran
+    # `palign apply` publishes a distributed run like a local one.
+    applied = run_palign("apply", str(repo.path), run_id)
+    assert applied.code == 0, applied.stderr
+    assert repo.rev("pr/1") == branches_of(dist)["pr/1"]["new_sha"]
+
+
+def test_no_wait_status_cancel_and_report(
+    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
+) -> None:
+    repo = fleet_repo(tmp_path / "repo", independent=40, stacks=1)
+    submitted = run_palign("run", str(repo.path), "--onto", "main", "--broker", redis_server.url, "--no-wait")
+    assert submitted.code == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    status = run_palign("status", run_id, "--broker", redis_server.url, "--json")
+    assert json.loads(status.stdout)["state"] == "queued"
+    assert "repo" not in json.loads(status.stdout)  # may carry credentials
+    early = run_palign("report", run_id, "--broker", redis_server.url)
+    assert early.code == 2 and "no report yet" in early.stderr
+    cancelled = run_palign("cancel", run_id, "--broker", redis_server.url)
+    assert cancelled.code == 0 and "cancelling" in cancelled.stdout
+    start_worker("late")  # the queued tasks run now, and stop before each branch
+    wait_for(
+        lambda: (
+            json.loads(run_palign("status", run_id, "--broker", redis_server.url, "--json").stdout)["state"]
+            == "cancelled"
+        ),
+        60,
+        "the run to end cancelled",
+    )
+    shown = run_palign("report", run_id, "--broker", redis_server.url, "--format", "json")
+    assert shown.code == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()))
+    assert report["overall_summary"]["cancelled"] is True
+    assert {b["status"] for b in branches_of(report).values()} == {"cancelled"}
+    assert len(branches_of(report)) == 43
+    # Nothing was staged: no branch was aligned after the cancel.
+    assert f"refs/palign/staged/{run_id}/" not in refs_snapshot(repo.path)
+    markdown = run_palign("report", run_id, "--broker", redis_server.url)
+    assert "**cancelled**" in markdown.stdout
+
+
+def test_circuit_breaker_stops_a_run_of_failures(
+    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
+) -> None:
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("shared.txt", "one\ntwo\nthree\n")
+    repo.commit("base")
+    for i in range(60):
+        repo.new_branch(f"pr/{i:02d}", "main")
+        repo.write("shared.txt", f"one\npr {i}\nthree\n")
+        repo.commit(f"pr {i}")
+    repo.checkout("main")
+    repo.write("shared.txt", "one\nmain\nthree\n")
+    repo.commit("main reformats everything")
+    start_worker("solo")
+    result = run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--broker",
+        redis_server.url,
+        "--circuit-breaker",
+        "5,50%",
+        "--report-dir",
+        str(tmp_path / "out"),
+    )
+    assert result.code == 1, result.stderr
+    assert "circuit breaker triggered" in result.stdout
+    report = read_report(tmp_path / "out")
+    assert report["overall_summary"]["circuit_breaker_triggered"] is True
+    counts = report["overall_summary"]["status_counts"]
+    assert counts.get("conflict", 0) >= 5
+    assert counts.get("skipped", 0) > 0
+    assert sum(counts.values()) == 60  # every branch in exactly one final state
+
+
+def test_bad_broker_input_writes_nothing(tmp_path: Path, redis_server: RedisServer) -> None:
+    repo = fleet_repo(tmp_path / "repo", independent=3, stacks=0)
+    before = refs_snapshot(repo.path)
+    wrong = run_palign("run", str(repo.path), "--onto", "main", "--broker", "amqp://localhost//")
+    assert wrong.code == 2 and wrong.stderr.count("\n") == 1 and "redis://" in wrong.stderr
+    closed = f"redis://127.0.0.1:{_closed_port()}/0"
+    down = run_palign("run", str(repo.path), "--onto", "main", "--broker", closed)
+    assert down.code == 3 and down.stderr.count("\n") == 1 and "cannot reach the broker" in down.stderr
+    alone = run_palign("run", str(repo.path), "--onto", "main", "--no-wait")
+    assert alone.code == 2 and "--broker" in alone.stderr
+    unknown = run_palign("status", "20260101-000000-abcdef", "--broker", redis_server.url)
+    assert unknown.code == 2 and "unknown run id" in unknown.stderr
+    assert refs_snapshot(repo.path) == before
+    assert not (Path.cwd() / "palign-report" / "never").exists()
+
+
+def _closed_port() -> int:
+    from tests.services import free_port
+
+    return free_port()
+
+
+@pytest.mark.parametrize("strategy", ["merge"])
+def test_priority_and_strategy_reach_the_workers(
+    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker], strategy: str
+) -> None:
+    repo = fleet_repo(tmp_path / "repo", independent=6, stacks=1, depth=2)
+    submitted = run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--broker",
+        redis_server.url,
+        "--no-wait",
+        "--priority",
+        "2",
+        "--strategy",
+        strategy,
+    )
+    assert submitted.code == 0, submitted.stderr
+    client = redis_server.client()
+    assert client.llen("align:2") > 0 and client.llen("align") == 0  # readable priority lists
+    start_worker("w")
+    run_id = submitted.stdout.strip()
+    wait_for(lambda: client.hget(f"palign:run:{run_id}", "state") == "finished", 60, "the run")
+    report = json.loads(run_palign("report", run_id, "--broker", redis_server.url, "--format", "json").stdout)
+    assert report["strategy"] == strategy
+    assert {b["strategy"] for b in branches_of(report).values() if b["status"] == "aligned"} == {"merge"}
