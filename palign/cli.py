@@ -521,6 +521,19 @@ def cancel(run_id: str, broker: str | None) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@BROKER_OPTION
+def resume(run_id: str, broker: str | None) -> None:
+    """Send again the work of a distributed run's branches that have no result yet.
+
+    Redis can lose a task when a worker is killed at the instant it takes one; a waiting
+    `palign run --broker` does this by itself after a while without progress. A branch
+    whose task was only late is not aligned twice."""
+    resent = service.resume(run_id, broker)
+    click.echo(f"run {run_id}: {resent} branches sent again" if resent else f"run {run_id}: nothing to resend")
+
+
+@main.command(context_settings=CONTEXT)
 @BROKER_OPTION
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)

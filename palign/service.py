@@ -409,11 +409,23 @@ def run_distributed(
     on_planned: Callable[[int], None] | None = None,
     timeout: float | None = None,
 ) -> RunReport:
+    from palign.distributed import app as app_module
     from palign.distributed.producer import wait
 
     run_id, store = submit(options, on_planned=on_planned)
     with _phase("waiting for the workers", run_id):
-        return wait(store, run_id, on_result=on_result, timeout=timeout)
+        return wait(store, run_id, on_result=on_result, timeout=timeout, stall_after=app_module.current.stall_timeout)
+
+
+def resume(run_id: str, broker: str | None) -> int:
+    """Send again the work of a run's branches that have no result (a task Redis lost);
+    returns how many branches were resent."""
+    from palign.distributed import app as app_module
+    from palign.distributed.producer import resubmit_missing
+
+    _check_run_id(run_id)
+    app_module.configure(broker)
+    return resubmit_missing(_run_store(broker), run_id)
 
 
 def run_status(run_id: str, broker: str | None) -> dict[str, Any]:

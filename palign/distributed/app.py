@@ -2,7 +2,7 @@
 
 `celery -A palign.distributed.app worker` and `palign worker` start the same worker. The
 broker comes from PALIGN_BROKER_URL (or `--broker`); see `settings`. The settings and
-the traps behind them are explained in docs/distributed.md.
+the traps behind them are explained in workers/README.md.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ def celery_config(settings: DistributedSettings) -> dict[str, Any]:
         "socket_timeout": 30,
         "socket_connect_timeout": 10,
         "health_check_interval": 25,
+        "unacked_restore_interval": settings.restore_interval,
+        "unacked_restore_throttle": 1,
+        # A worker killed during its sweep for such tasks holds the sweep's lock until it
+        # expires (kombu: 5 minutes), which would delay every recovery that long.
+        "unacked_mutex_expire": settings.restore_interval + 10,
     }
     return {
         "broker_url": settings.broker_url,

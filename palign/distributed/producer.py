@@ -111,10 +111,48 @@ def enqueue(
         }
         for index, r in enumerate(requests)
     }
-    store.create(run_id, {**record, "chunks": chunks, "total": len(requests), "tasks": len(jobs)}, branches, ttl)
-    for _number, canvas in _chunks(run_id, jobs, {**job_base, "run_id": run_id}, priority):
+    base = {**job_base, "run_id": run_id}
+    store.create(
+        run_id,
+        {**record, "chunks": chunks, "total": len(requests), "tasks": len(jobs), "job_base": base},
+        branches,
+        ttl,
+        jobs=[[[request_to_json(r) for r in level] for level in job] for job in jobs],
+    )
+    for _number, canvas in _chunks(run_id, jobs, base, priority):
         canvas.apply_async()
     return sum(len(job) for job in jobs)
+
+
+def resubmit_missing(store: RunStore, run_id: str) -> int:
+    """Send again the work of every branch that has no result yet: Redis can lose a task
+    (a worker killed between taking it and noting it as taken, kombu #7950). A task that
+    was only late finds its branches done when it runs. Returns the branches resent."""
+    from palign.distributed.tasks import align
+
+    record = store.record(run_id)
+    if RunState(record["state"]).final:
+        return 0
+    results = store.results(run_id)
+    base, priority = record["job_base"], int(record.get("priority", 5))
+    resent = 0
+    attempt = int(time.time())
+    for number, levels in sorted(store.jobs(run_id).items()):
+        first = next((k for k, level in enumerate(levels) if any(r["refname"] not in results for r in level)), None)
+        if first is None:
+            continue
+        lower = [results[r["refname"]].to_json() for level in levels[:first] for r in level]
+        links = [
+            align.s(*([lower] if k == first else []), {**base, "unit": number, "level": k, "requests": levels[k]}).set(
+                task_id=f"{run_id}.{number}.{k}.again{attempt}", priority=priority
+            )
+            for k in range(first, len(levels))
+        ]
+        (links[0] if len(links) == 1 else chain(*links)).apply_async()
+        resent += sum(len(level) for level in levels[first:])
+    if resent:
+        store.event(run_id, {"type": "resubmitted", "branches": resent})
+    return resent
 
 
 def finish_run(store: RunStore, run_id: str) -> None:
@@ -192,15 +230,24 @@ def wait(
     *,
     on_result: Callable[[BranchResult], None] | None = None,
     timeout: float | None = None,
+    stall_after: float | None = None,
 ) -> RunReport:
-    """Follow the run's events until its report is written; `on_result` sees each branch."""
+    """Follow the run's events until its report is written; `on_result` sees each branch.
+    After `stall_after` seconds without progress, work Redis lost is sent again."""
     deadline = None if timeout is None else time.monotonic() + timeout
     after = "0"
+    last_progress = time.monotonic()
     while True:
         for event_id, event in store.events(run_id, after, block_ms=500):
             after = event_id
+            last_progress = time.monotonic()
             if event.get("type") == "branch" and on_result is not None:
                 on_result(_progress_result(event))
+        if stall_after is not None and time.monotonic() - last_progress > stall_after:
+            resent = resubmit_missing(store, run_id)
+            if resent:
+                log.warning("run %s: no progress for %.0f s; sent %d branches again", run_id, stall_after, resent)
+            last_progress = time.monotonic()
         if store.state(run_id).final:
             found = store.report(run_id)
             if found is not None:

@@ -38,17 +38,29 @@ class DistributedSettings:
     visibility_timeout: int
     # How long run records, results and chord state live in Redis.
     run_ttl: int
+    # How often a worker looks for tasks whose worker vanished (older than the visibility
+    # timeout) and puts them back in their queue.
+    restore_interval: int
+    # How long a task waits for a branch another run is aligning before reporting it busy.
+    lock_wait: int
+    # A waiting producer resends the work of branches without a result after this long
+    # without progress (longer than a lost task takes to come back by itself).
+    stall_timeout: int
 
     @classmethod
     def from_env(cls, broker_url: str | None = None) -> DistributedSettings:
         url = broker_url or os.environ.get("PALIGN_BROKER_URL") or DEFAULT_BROKER_URL
         check_broker_url(url)
-        limit = _seconds("PALIGN_TASK_TIME_LIMIT", 3600)
+        limit = _seconds("PALIGN_TASK_TIME_LIMIT", 900)
         return cls(
             broker_url=url,
             task_time_limit=limit,
-            visibility_timeout=_seconds("PALIGN_VISIBILITY_TIMEOUT", 3 * limit),
+            # A prefetched task waits behind one running task: twice the limit, plus margin.
+            visibility_timeout=_seconds("PALIGN_VISIBILITY_TIMEOUT", 2 * limit + 60),
             run_ttl=_seconds("PALIGN_RUN_TTL", 7 * 24 * 3600),
+            restore_interval=_seconds("PALIGN_RESTORE_INTERVAL", 30),
+            lock_wait=_seconds("PALIGN_LOCK_WAIT", 30),
+            stall_timeout=_seconds("PALIGN_STALL_TIMEOUT", 2 * limit + 120),
         )
 
 

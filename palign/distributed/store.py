@@ -4,6 +4,7 @@
     palign:run:<id>                    hash   the run record: state, options, counters, times
     palign:run:<id>:branches           hash   ref name -> the planned branch (JSON)
     palign:run:<id>:results            hash   ref name -> its final result (JSON), written once
+    palign:run:<id>:jobs               hash   task number -> its levels of requests (JSON), to resend
     palign:run:<id>:chunks             set    chunks of the canvas that have finished
     palign:run:<id>:events             stream progress events for live displays
     palign:run:<id>:report             string the finished report (JSON)
@@ -120,6 +121,7 @@ class RunStore:
         record: dict[str, Any],
         branches: dict[str, dict[str, Any]],
         ttl: int,
+        jobs: list[list[list[dict[str, Any]]]] | None = None,
     ) -> None:
         key = run_key(run_id)
         fields = {name: json.dumps(value) for name, value in record.items()}
@@ -128,8 +130,13 @@ class RunStore:
             for start in range(0, len(branches), 5000):
                 chunk = dict(list(branches.items())[start : start + 5000])
                 pipe.hset(f"{key}:branches", mapping={ref: json.dumps(b) for ref, b in chunk.items()})
+            for start in range(0, len(jobs or []), 1000):
+                pipe.hset(
+                    f"{key}:jobs",
+                    mapping={str(start + i): json.dumps(j) for i, j in enumerate((jobs or [])[start : start + 1000])},
+                )
             pipe.zadd(RUNS, {run_id: time.time()})
-            for suffix in ("", ":branches"):
+            for suffix in ("", ":branches", ":jobs"):
                 pipe.expire(key + suffix, ttl)
             pipe.execute()
 
@@ -162,6 +169,9 @@ class RunStore:
 
     def branches(self, run_id: str) -> dict[str, dict[str, Any]]:
         return {ref: json.loads(v) for ref, v in self.redis.hgetall(f"{run_key(run_id)}:branches").items()}
+
+    def jobs(self, run_id: str) -> dict[int, list[list[dict[str, Any]]]]:
+        return {int(n): json.loads(v) for n, v in self.redis.hgetall(f"{run_key(run_id)}:jobs").items()}
 
     def recent(self, limit: int = 20) -> list[str]:
         return list(reversed(self.redis.zrange(RUNS, -limit, -1)))
@@ -234,6 +244,7 @@ class RunStore:
         with self.redis.pipeline() as pipe:
             pipe.set(f"{key}:report", json.dumps(report))
             pipe.hset(key, mapping={"state": state.value, "finished_at": json.dumps(time.time())})
+            pipe.delete(f"{key}:jobs")
             if ttl > 0:
                 for suffix in (":report", ":results", ":events"):
                     pipe.expire(key + suffix, ttl)
@@ -273,7 +284,7 @@ class BranchLocks:
     """One Redis lock per branch of a repository, so two runs never align the same branch
     at once. Locks expire unless renewed: a holder that dies frees them within `ttl`."""
 
-    def __init__(self, client: Any, repo_url: str, refnames: Sequence[str], owner: str, ttl: float = 60.0) -> None:
+    def __init__(self, client: Any, repo_url: str, refnames: Sequence[str], owner: str, ttl: float = 15.0) -> None:
         self.ttl = ttl
         self.owner = owner
         self.locks = {ref: Lock(client, lock_key(repo_url, ref), timeout=ttl, thread_local=False) for ref in refnames}

@@ -32,7 +32,6 @@ log = logging.getLogger("palign.worker")
 # Errors of the world around a task (REPO unreachable, a git command failing, Redis gone):
 # retried with backoff, then the task's branches end as `error`.
 RETRYABLE = (InfrastructureError, InputError, RedisError, OSError)
-LOCK_WAIT_SECONDS = 30.0
 
 _store: RunStore | None = None
 
@@ -97,14 +96,14 @@ def align(self: AlignTask, lower: list[dict[str, Any]], job: dict[str, Any]) -> 
             results.update(_align(runs, job, todo, below))
         except SoftTimeLimitExceeded:
             failed = [_failed(r, "the task ran past its time limit", "time_limit") for r in todo]
-            runs.record_results(run_id, failed)
+            _record(runs, run_id, failed)
             results.update(runs.results(run_id, [r.refname for r in todo]))
         except RETRYABLE as error:
             if self.request.retries < self.max_retries:
                 log.warning("run %s: %s; retrying", run_id, error)
                 raise self.retry(exc=error, countdown=min(60, 2 ** (self.request.retries + 1))) from None
             failed = [_failed(r, f"infrastructure error after retries: {error}", "infrastructure") for r in todo]
-            runs.record_results(run_id, failed)
+            _record(runs, run_id, failed)
             results.update(runs.results(run_id, [r.refname for r in todo]))
     return lower + [results[r.refname].to_json() for r in requests]
 
@@ -118,7 +117,7 @@ def _align(
 ) -> dict[str, BranchResult]:
     run_id = job["run_id"]
     with runs.branch_locks(job["repo"], [r.refname for r in todo], owner=run_id) as locks:
-        busy = set(locks.acquire(LOCK_WAIT_SECONDS))
+        busy = set(locks.acquire(app_module.current.lock_wait))
         done = runs.results(run_id, [r.refname for r in todo])  # finished while we waited
         holders = {ref: locks.holder(ref) for ref in busy if ref not in done}
         if any(holder == run_id for holder in holders.values()):
@@ -136,8 +135,18 @@ def _align(
             workspace.ensure_objects(space, work, below.values())
             new = align_levels(space.context, [work], dict(below), stop=lambda: runs.stop_reason(run_id))
             workspace.publish(space, new)
-        runs.record_results(run_id, new + refused)
+        _record(runs, run_id, new + refused)
     return runs.results(run_id, [r.refname for r in todo])
+
+
+def _record(runs: RunStore, run_id: str, results: list[BranchResult]) -> None:
+    """Store results; the task that stores a run's last one finishes the run. (The chord's
+    callback would too: this covers a task Redis lost, sent again by `resubmit_missing`.)"""
+    from palign.distributed.producer import finish_run
+
+    counters = runs.record_results(run_id, results)
+    if counters.recorded and counters.done >= int(runs.record_fields(run_id, "total")[0] or 0):
+        finish_run(runs, run_id)
 
 
 @app.task(name="palign.chunk_done", bind=True, max_retries=10)

@@ -1,0 +1,165 @@
+"""`palign flower` as a real process: with basic auth it lists a distributed run's tasks
+(from the workers' events) under their readable names, and refuses the API without it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import RedisServer, Worker, free_port, wait_for
+from tests.test_distributed import fleet_repo
+
+AUTH = "ci:ci"
+
+
+class Flower:
+    """`palign flower` in its own process group, stopped by its pid."""
+
+    def __init__(self, broker: str, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        args = [sys.executable, "-m", "palign", "flower", "--broker", broker]
+        args += ["--address", "127.0.0.1", "--port", str(self.port), "--basic-auth", AUTH]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True
+            )
+
+    def get(self, path: str, *, auth: str | None = AUTH) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
+        if auth is not None:
+            request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+        except OSError:  # not listening yet
+            return 0, b""
+
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        code, body = self.get("/api/tasks")
+        assert code == 200, (code, body)
+        found: dict[str, dict[str, Any]] = json.loads(body)
+        return found
+
+    def stop(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc.wait()
+
+
+@pytest.fixture
+def flower(tmp_path: Path, redis_server: RedisServer) -> Iterator[Flower]:
+    server = Flower(redis_server.url, tmp_path / "flower.log")
+    try:
+        wait_for(
+            lambda: server.get("/healthcheck", auth=None)[0] == 200 or server.proc.poll() is not None,
+            30,
+            "flower's /healthcheck",
+        )
+        assert server.proc.poll() is None, server.log.read_text()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_flower_lists_a_runs_tasks_by_readable_name(
+    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker], flower: Flower
+) -> None:
+    # The API needs the login; a wrong one is refused like none.
+    assert flower.get("/api/tasks", auth=None)[0] == 401
+    assert flower.get("/api/tasks", auth="ci:wrong")[0] == 401
+    assert flower.get("/api/tasks")[0] == 200
+    # Events travel over pub/sub and are lost while nobody listens: before any worker runs,
+    # the one pattern subscriber is Flower's event receiver.
+    client = redis_server.client()
+    wait_for(lambda: client.pubsub_numpat() >= 1, 30, "flower to subscribe to the events")
+
+    # The run is enqueued before any worker runs. A task's `task-sent` event names it
+    # `palign.align` (Celery does not put the shadow name in it) and is published just
+    # after the message: a worker that took the task in between would send its readable
+    # `task-received` first, and the late `task-sent` would overwrite the name in Flower.
+    # What a worker sends itself (the stack's next level, the chunk's callback) is safe: with
+    # late acks and one process, it takes no new task before the sending task has ended.
+    repo = fleet_repo(tmp_path / "repo", independent=4, stacks=1, depth=2)
+    args = [
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--broker",
+        redis_server.url,
+        "--report-dir",
+        str(tmp_path / "out"),
+    ]
+    with open(tmp_path / "run.log", "wb") as log:
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "palign", *args], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
+        )
+    try:
+        # The chord's header: the stack's first level and the one task of independent branches.
+        wait_for(
+            lambda: producer.poll() is not None or len(flower.tasks()) == 2,
+            30,
+            "flower to see the run's first tasks sent",
+            interval=0.1,
+        )
+        worker = start_worker("fl")
+        assert producer.wait(timeout=60) == 1, (tmp_path / "run.log").read_text()  # pr/0, stack0/l0 conflict
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+            producer.wait()
+    run_id = json.loads((tmp_path / "out" / "report.json").read_text())["run_id"]
+    # The tasks the run had, from Celery's result records: a chain of two levels for the
+    # stack, one task for the independent branches, and the chunk's callback.
+    ran = sorted(key.removeprefix("celery-task-meta-") for key in client.scan_iter(f"celery-task-meta-{run_id}.*"))
+    aligns = [task for task in ran if not task.endswith(".chunk0")]
+    assert len(aligns) == 3 and f"{run_id}.chunk0" in ran, ran
+    branches = [f"pr/{i}" for i in range(4)] + ["stack0/l0", "stack0/l1"]
+
+    def listed() -> dict[str, dict[str, Any]] | None:
+        tasks = flower.tasks()
+        wanted = [tasks.get(task_id) for task_id in ran]
+        if all(task is not None and task.get("state") == "SUCCESS" for task in wanted):
+            return tasks
+        return None
+
+    try:
+        tasks = wait_for(listed, 20, "flower to list the run's tasks in SUCCESS", interval=0.2)
+    except AssertionError:
+        pytest.fail(f"flower lists {json.dumps(flower.tasks(), indent=1)}\n{flower.log.read_text()}")
+    assert isinstance(tasks, dict)
+    shown = set()
+    for task_id in aligns:
+        name = tasks[task_id]["name"]
+        assert name.startswith(f"palign.align[{run_id}] "), name
+        named = [branch for branch in branches if branch in name.split("] ", 1)[1].split(", ")]
+        assert named, name
+        shown.update(named)
+        assert tasks[task_id]["worker"] == worker.hostname
+    assert {"stack0/l0", "stack0/l1"} <= shown  # each level of the stack is its own task
+    assert tasks[f"{run_id}.chunk0"]["name"] == "palign.chunk_done"
+    # Flower's task search finds the run's tasks by run id.
+    code, body = flower.get(f"/api/tasks?search={run_id}")
+    assert code == 200 and set(json.loads(body)) >= set(ran)
