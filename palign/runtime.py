@@ -25,6 +25,8 @@ _OBJECT_CACHE_BYTES = 32 * 1024 * 1024
 
 _contexts: dict[tuple[str, Identity], AlignContext] = {}
 _change_indexes: dict[str, ChangeIndex] = {}
+_patch_caches: dict[str, PatchKeyCache] = {}
+_SHARED_COMMITS_LIMIT = 200_000
 
 
 def tune_libgit2() -> None:
@@ -40,19 +42,32 @@ def adopt_changes(git_dir: str, changes: ChangeIndex) -> None:
     _change_indexes.setdefault(git_dir, ChangeIndex()).by_commit.update(changes.by_commit)
 
 
-def context_for(git_dir: str, identity: Identity) -> AlignContext:
+def context_for(git_dir: str, identity: Identity, *, shared: str | None = None) -> AlignContext:
+    """The align context of `git_dir` in this process. With `shared` (a mirror path), what
+    the context learns about commits (their changes, patch keys) is kept under that key and
+    reused by later contexts over the same mirror: commits never change, and a long-lived
+    worker process then diffs a target's history once, not once per run."""
     key = (git_dir, identity)
     ctx = _contexts.get(key)
     if ctx is None:
         tune_libgit2()
-        changes = _change_indexes.setdefault(git_dir, ChangeIndex())
-        ctx = AlignContext(repo=pygit2.Repository(git_dir), identity=identity, cache=PatchKeyCache(changes=changes))
+        changes = _change_indexes.setdefault(shared or git_dir, ChangeIndex())
+        if shared is not None:
+            cache = _patch_caches.setdefault(shared, PatchKeyCache(changes=changes))
+            if len(changes.by_commit) > _SHARED_COMMITS_LIMIT:  # bounded memory
+                changes.by_commit.clear()
+                for memo in (cache.keys, cache.lines, cache.sizes):
+                    memo.clear()
+        else:
+            cache = PatchKeyCache(changes=changes)
+        ctx = AlignContext(repo=pygit2.Repository(git_dir), identity=identity, cache=cache)
         _contexts[key] = ctx
     return ctx
 
 
 def forget(git_dir: str) -> None:
-    """Drop what this process keeps for `git_dir` (a scratch store being removed)."""
+    """Drop what this process keeps for `git_dir` (a scratch store being removed); what
+    is kept for its mirror stays."""
     for key in [k for k in _contexts if k[0] == git_dir]:
         del _contexts[key]
     _change_indexes.pop(git_dir, None)

@@ -28,6 +28,8 @@ ALLOWED_SCHEMES = ("file", "ssh", "https", "http", "git")
 _LOCAL_RECEIVE_PACK = "git -c core.hooksPath=/dev/null receive-pack"
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
 _ZERO = "0" * 40
+_UNPACK_LIMIT = 100  # git's receive.unpackLimit default
+_AUTO_PACK_LIMIT = 50  # git's gc.autoPackLimit default
 
 
 @dataclass(frozen=True)
@@ -230,15 +232,17 @@ class Mirror:
         leases: dict[str, str] | None = None,
         atomic: bool = False,
         objects_from: Path | None = None,
+        have: Sequence[str] | None = None,
     ) -> None:
         """Push `sha:ref` refspecs to REPO; each lease pins a ref to the value it must have.
-        `objects_from` is a repository holding new objects (a scratch store)."""
+        `objects_from` is a repository holding new objects (a scratch store); `have`, when
+        given, are commits REPO has that bound the new ones (else: every ref of the mirror)."""
         specs = list(refspecs)
         if not specs:
             return
         local_git_dir = self._local_git_dir()
         if local_git_dir is not None:
-            self._write_local(local_git_dir, specs, leases or {}, objects_from)
+            self._write_local(local_git_dir, specs, leases or {}, objects_from, have)
             return
         args = ["push", "--quiet", "--porcelain"]
         if atomic:
@@ -253,23 +257,69 @@ class Mirror:
         for start in range(0, len(specs), chunk):
             _run(["--git-dir", git_dir, *args, "--end-of-options", self.location.url, *specs[start : start + chunk]])
 
+    @property
+    def writes_in_place(self) -> bool:
+        """REPO is on this machine: objects can be written into it directly."""
+        return self._local_git_dir() is not None
+
+    def copy_loose_objects(self, source: Path, names: Iterable[str]) -> None:
+        """Copy loose objects (their hex names) from `source` into a local REPO, each file
+        written under a temporary name and renamed, as git writes objects. Far cheaper than
+        a pack per small write, and it leaves no pack behind to slow REPO's lookups."""
+        git_dir = self._local_git_dir()
+        assert git_dir is not None
+        objects = git_dir / "objects"
+        for name in names:
+            target = objects / name[:2] / name[2:]
+            if target.exists():
+                continue
+            target.parent.mkdir(exist_ok=True)
+            data = (source / "objects" / name[:2] / name[2:]).read_bytes()
+            handle, temporary = tempfile.mkstemp(prefix="tmp_obj_", dir=objects)
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(data)
+                os.chmod(temporary, 0o444)
+                os.replace(temporary, target)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+
     def _local_git_dir(self) -> Path | None:
         objects = self._local_objects()
         return objects.parent if objects is not None else None
 
-    def _write_local(self, git_dir: Path, specs: list[str], leases: dict[str, str], objects_from: Path | None) -> None:
+    def _write_local(
+        self,
+        git_dir: Path,
+        specs: list[str],
+        leases: dict[str, str],
+        objects_from: Path | None,
+        have: Sequence[str] | None,
+    ) -> None:
         """What a push does, without its protocol, for a repository on this machine: one
         pack of the objects REPO lacks, then every ref in one atomic transaction, each
         lease checked by git. No hook runs (hooks are off in palign's git environment)."""
         updates = [spec.split(":", 1) for spec in specs]
         new = sorted({source for source, _ in updates if source})
         if objects_from is not None and new:
-            known = sorted(set(self.ref_values("refs/").values()))
+            known = sorted(set(have)) if have is not None else sorted(set(self.ref_values("refs/").values()))
             revs = "\n".join([*new, "--not", *known]) + "\n"
             pack = _run_raw(
-                ["--git-dir", str(objects_from), "pack-objects", "--revs", "--stdout", "-q"], stdin=revs.encode()
+                ["--git-dir", str(objects_from), "pack-objects", "--revs", "--stdout", "-q", "--window=0"],
+                stdin=revs.encode(),
             )
-            _run_raw(["--git-dir", str(git_dir), "index-pack", "--stdin", "--fix-thin"], stdin=pack)
+            # As receive-pack does: a small pack becomes loose objects, so many small writes
+            # (one per Celery task) do not leave REPO with hundreds of packs to search.
+            count = int.from_bytes(pack[8:12], "big") if len(pack) >= 12 else 0
+            if count < _UNPACK_LIMIT:
+                _run_raw(["--git-dir", str(git_dir), "unpack-objects", "-q"], stdin=pack)
+            else:
+                _run_raw(["--git-dir", str(git_dir), "index-pack", "--stdin", "--fix-thin"], stdin=pack)
+                # ... and like a push, let git consolidate packs once there are too many
+                # (in the foreground: a detached gc would race the next write).
+                if len(list((git_dir / "objects" / "pack").glob("*.pack"))) > _AUTO_PACK_LIMIT:
+                    _run_raw(["--git-dir", str(git_dir), "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"])
         lines = []
         for source, ref in updates:
             expected = leases.get(ref)

@@ -50,7 +50,10 @@ def finished_report(server: RedisServer, run_id: str, timeout: float = 120) -> d
 def assert_complete_and_sound(repo: GitRepo, report: dict[str, Any], expected: dict[str, tuple[Any, ...]]) -> None:
     """Every branch once, in the local run's state and tree; the staged refs are exactly
     the aligned results; REPO's object graph is intact."""
-    assert comparable(repo, report) == expected
+    got = comparable(repo, report)
+    assert got == expected, {
+        name: (got.get(name), expected.get(name)) for name in expected if got.get(name) != expected[name]
+    }
     run_id = report["run_id"]
     staged = git_out(repo.path, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/palign/staged/{run_id}/")
     found = {

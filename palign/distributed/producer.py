@@ -29,8 +29,17 @@ from palign.runtime import request_to_json
 
 log = logging.getLogger("palign")
 
-TASK_BRANCHES = 16
+TASK_BRANCHES = 16  # when no worker has registered yet
 CHUNK_TASKS = 400
+TASKS_PER_PROCESS = 6  # enough for balance; few enough that per-task costs stay small
+
+
+def branches_per_task(loose_branches: int, processes: int) -> int:
+    """Independent branches per task: about TASKS_PER_PROCESS tasks per live worker
+    process, within 4..64 branches."""
+    if processes < 1:
+        return TASK_BRANCHES
+    return max(4, min(64, -(-loose_branches // (processes * TASKS_PER_PROCESS))))
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,8 @@ def enqueue(
     ttl: int,
 ) -> int:
     """Record the run, then send its canvas chunk by chunk; returns the number of tasks."""
-    jobs = pack_jobs(units)
+    loose = sum(len(unit[0]) for unit in units if len(unit) == 1)
+    jobs = pack_jobs(units, branches_per_task(loose, store.worker_processes()))
     chunks = -(-len(jobs) // CHUNK_TASKS)
     branches = {
         r.refname: {

@@ -9,6 +9,7 @@
     palign:run:<id>:events             stream progress events for live displays
     palign:run:<id>:report             string the finished report (JSON)
     palign:lock:<repo>:<ref>           string who is aligning that branch now (token, expiring)
+    palign:worker:<hostname>           string a live worker's process count (expiring, renewed)
 
 Celery's own keys (queues, unacked, celery-task-meta-*) are Celery's business.
 """
@@ -51,6 +52,9 @@ RUNS = "palign:runs"
 
 def run_key(run_id: str) -> str:
     return f"palign:run:{run_id}"
+
+
+WORKER_PREFIX = "palign:worker:"
 
 
 def lock_key(repo_url: str, refname: str) -> str:
@@ -273,6 +277,16 @@ class RunStore:
             for entry_id, fields in entries:
                 out.append((entry_id, json.loads(fields["data"])))
         return out
+
+    # --- live workers ---------------------------------------------------------------------
+
+    def register_worker(self, hostname: str, processes: int, ttl: int = 30) -> None:
+        self.redis.set(WORKER_PREFIX + hostname, processes, ex=ttl)
+
+    def worker_processes(self) -> int:
+        """Processes of the workers alive now (0 when none has registered)."""
+        keys = list(self.redis.scan_iter(WORKER_PREFIX + "*", count=1000))
+        return sum(int(v) for v in self.redis.mget(keys) if v) if keys else 0
 
     # --- branch locks -------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ what other workers aligned (a stack's lower branch) in REPO's staging refs.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pygit2
 
@@ -34,6 +36,16 @@ class Workspace:
     mirror: Mirror
     scratch: ScratchStore
     context: AlignContext
+    copied: set[str] = field(default_factory=set)  # loose objects already copied to a local REPO
+
+    def new_objects(self) -> list[str]:
+        """Loose objects of the scratch store not copied to REPO yet (hex names)."""
+        names = []
+        root = self.scratch.path / "objects"
+        for fan in os.scandir(root):
+            if len(fan.name) == 2 and fan.is_dir():
+                names += [fan.name + entry.name for entry in os.scandir(fan.path) if len(entry.name) == 38]
+        return [name for name in names if name not in self.copied]
 
     def close(self) -> None:
         runtime.forget(str(self.scratch.path))
@@ -53,7 +65,9 @@ def workspace_for(run_id: str, repo_url: str, identity: Identity, settings: dict
     if not (mirror.path / "HEAD").exists():
         mirror.sync()
     scratch = ScratchStore(mirror.path, f"run-{run_id}", settings=settings).__enter__()
-    _current = Workspace(run_id, mirror, scratch, runtime.context_for(str(scratch.path), identity))
+    _current = Workspace(
+        run_id, mirror, scratch, runtime.context_for(str(scratch.path), identity, shared=str(mirror.path))
+    )
     return _current
 
 
@@ -84,10 +98,15 @@ def ensure_objects(workspace: Workspace, requests: Sequence[AlignRequest], lower
     commits = [
         commit for target, tips in by_target.items() for commit in commits_of_run(repo, pygit2.Oid(hex=target), tips)
     ]
-    workspace.context.cache.changes.ensure(str(workspace.scratch.path), commits)
+    workspace.context.cache.changes.ensure(str(workspace.scratch.path), commits)  # skips those known
 
 
-def publish(workspace: Workspace, results: Sequence[BranchResult]) -> None:
+def publish(
+    workspace: Workspace,
+    requests: Sequence[AlignRequest],
+    results: Sequence[BranchResult],
+    lower: Iterable[BranchResult] = (),
+) -> None:
     """Push the aligned tips to REPO's staging refs, each created only if absent. A task
     delivered twice writes the same commits (the run pins their time): a ref that already
     holds the same sha is fine, one that holds another is an error."""
@@ -98,12 +117,26 @@ def publish(workspace: Workspace, results: Sequence[BranchResult]) -> None:
     }
     if not wanted:
         return
+    # What REPO has below the new commits: the targets, the old tips, the lower branches'
+    # results (a much smaller walk than every ref of a big repository).
+    have = sorted(
+        ({r.target_sha for r in requests} | {r.old_sha for r in requests} | {b.new_sha for b in lower if b.new_sha})
+        - set(wanted.values())
+    )
+    objects_from: Path | None = workspace.scratch.path
+    if workspace.mirror.writes_in_place:
+        # REPO is on this machine: copy what this task wrote, then only move refs.
+        fresh = workspace.new_objects()
+        workspace.mirror.copy_loose_objects(workspace.scratch.path, fresh)
+        workspace.copied.update(fresh)
+        objects_from = None
     try:
         workspace.mirror.push(
             [f"{sha}:{ref}" for ref, sha in wanted.items()],
             leases={ref: _ZERO for ref in wanted},
             atomic=True,
-            objects_from=workspace.scratch.path,
+            objects_from=objects_from,
+            have=have,
         )
         return
     except GitCommandError:
@@ -117,6 +150,7 @@ def publish(workspace: Workspace, results: Sequence[BranchResult]) -> None:
             [f"{sha}:{ref}" for ref, sha in missing.items()],
             leases={ref: _ZERO for ref in missing},
             atomic=True,
-            objects_from=workspace.scratch.path,
+            objects_from=objects_from,
+            have=have,
         )
     log.info("run %s: %d staging refs were already written (a repeated task)", workspace.run_id, len(existing))
