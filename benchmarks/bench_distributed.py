@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -156,11 +155,34 @@ def enqueue(args: argparse.Namespace, root: Path, env: dict[str, str]) -> dict[s
     try:
         # Mirror the repository first (as a second run would find it).
         palign("plan", str(repo), "--onto", "main", "--no-forecast", env=env)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        elapsed, proc = palign(
-            "-v", "run", str(repo), "--onto", "main", "--broker", services.url, "--no-wait", env=env
+        rss_file = root / "producer-rss"
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [
+                "/usr/bin/time",
+                "-f",
+                "%M",
+                "-o",
+                str(rss_file),
+                sys.executable,
+                "-m",
+                "palign",
+                "-v",
+                "run",
+                str(repo),
+                "--onto",
+                "main",
+                "--broker",
+                services.url,
+                "--no-wait",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
         )
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        elapsed = time.perf_counter() - started
+        peak_kib = int(rss_file.read_text().split()[-1])  # GNU time: the producer's peak RSS
         phases = {m.group(1): float(m.group(2)) for m in re.finditer(r": (.+) took ([0-9.]+) s", proc.stderr)}
         run_id = proc.stdout.strip()
         import redis
@@ -172,8 +194,7 @@ def enqueue(args: argparse.Namespace, root: Path, env: dict[str, str]) -> dict[s
             "tasks_queued": queued,
             "wall_seconds": round(elapsed, 2),
             "phases": phases,
-            "producer_peak_rss_mib": round(max(peak_kib, before) / 1024, 1),
-            "peak_is_from_this_run": peak_kib > before,
+            "producer_peak_rss_mib": round(peak_kib / 1024, 1),
         }
     finally:
         services.stop()

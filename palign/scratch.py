@@ -59,10 +59,28 @@ class ScratchStore:
 
 
 def _remove_leftovers(root: Path) -> None:
+    """Stores of processes that died without cleaning up (a killed worker): those whose
+    owner process is gone, and anything older than a day."""
     cutoff = time.time() - _LEFTOVER_AGE_SECONDS
     for entry in root.iterdir():
         try:
-            if entry.is_dir() and entry.stat().st_mtime < cutoff:
+            if not entry.is_dir():
+                continue
+            if entry.stat().st_mtime < cutoff or not _owner_alive(entry.name):
                 shutil.rmtree(entry, ignore_errors=True)
         except OSError:
             continue
+
+
+def _owner_alive(name: str) -> bool:
+    """Is the process whose pid ends the store's name (`label-PID.git`) still running?"""
+    pid_text = name.removesuffix(".git").rsplit("-", 1)[-1]
+    if not pid_text.isdigit():
+        return True  # not one of ours: leave it to the age rule
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

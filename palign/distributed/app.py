@@ -10,11 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
 from kombu.entity import Queue
 
 from palign.distributed.settings import DEFAULT_PRIORITY, QUEUES, DistributedSettings
 
-app = Celery("palign", set_as_current=False)
+
+class ShadowNamedAMQP(AMQP):  # type: ignore[misc]
+    """Task-sent events carry the task's readable (shadow) name, as task-received events
+    do: otherwise a late sent event renames a task in Flower back to `palign.align`."""
+
+    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        shadow = kwargs.get("shadow")
+        if shadow and message.sent_event:
+            message.sent_event["name"] = shadow
+        return message
+
+
+app = Celery("palign", set_as_current=False, amqp=ShadowNamedAMQP)
 
 
 def celery_config(settings: DistributedSettings) -> dict[str, Any]:
