@@ -116,30 +116,34 @@ def align(self: AlignTask, lower: list[dict[str, Any]], job: dict[str, Any]) -> 
     the branches below them in `lower`; returns `lower` plus this level's results."""
     run_id = job["run_id"]
     runs = store()
-    runs.mark_running(run_id)
     requests = [request_from_json(data) for data in job["requests"]]
     below = {r.refname: r for r in (BranchResult.from_json(d) for d in lower)}
-    results = runs.results(run_id, [r.refname for r in requests])  # a repeated task finds them
-    todo = [r for r in requests if r.refname not in results]
-    if todo:
-        try:
+    todo = requests
+    try:
+        runs.mark_running(run_id)
+        results = runs.results(run_id, [r.refname for r in requests])  # a repeated task finds them
+        todo = [r for r in requests if r.refname not in results]
+        if todo:
             results.update(_align(runs, job, todo, below))
-        except SoftTimeLimitExceeded:
-            failed = [_failed(r, "the task ran past its time limit", "time_limit") for r in todo]
-            _record(runs, run_id, failed)
-            results.update(runs.results(run_id, [r.refname for r in todo]))
-        except RETRYABLE as error:
-            if self.request.retries < self.max_retries:
-                log.warning("run %s: %s; retrying", run_id, error)
-                raise self.retry(exc=error, countdown=min(60, 2 ** (self.request.retries + 1))) from None
-            failed = [_failed(r, f"infrastructure error after retries: {error}", "infrastructure") for r in todo]
-            _record(runs, run_id, failed)
-            results.update(runs.results(run_id, [r.refname for r in todo]))
+    except SoftTimeLimitExceeded:
+        failed = [_failed(r, "the task ran past its time limit", "time_limit") for r in todo]
+        results = _record_and_read(runs, run_id, failed, requests)
+    except RETRYABLE as error:
+        if self.request.retries < self.max_retries:
+            log.warning("run %s: %s; retrying", run_id, error)
+            raise self.retry(exc=error, countdown=min(60, 2 ** (self.request.retries + 1))) from None
+        failed = [_failed(r, f"infrastructure error after retries: {error}", "infrastructure") for r in todo]
+        results = _record_and_read(runs, run_id, failed, requests)
     return lower + [results[r.refname].to_json() for r in requests]
 
 
-class _BusyBranch(Exception):
-    """Another delivery of this very task holds the branch: try again later."""
+def _record_and_read(
+    runs: RunStore, run_id: str, failed: list[BranchResult], requests: list[AlignRequest]
+) -> dict[str, BranchResult]:
+    """Record these failures (results stored first by another delivery win) and read back
+    every result of the level."""
+    _record(runs, run_id, failed)
+    return runs.results(run_id, [r.refname for r in requests])
 
 
 def _align(
