@@ -131,3 +131,17 @@ class BranchResult:
         fields["strategy_used"] = Strategy(fields["strategy_used"]) if fields.get("strategy_used") else None
         fields["conflicts"] = [Conflict(path=c["path"], commit=Sha(c["commit"])) for c in fields.get("conflicts", [])]
         return cls(**fields)
+
+
+def unaligned(refname: str, target: str, old_sha: Sha, status: Status, detected: str, message: str) -> BranchResult:
+    """The result of a branch left as it was (blocked, cancelled, skipped, lost, failed)."""
+    return BranchResult(
+        branch_name=short_name(refname),
+        refname=refname,
+        target=target,
+        status=status,
+        old_sha=old_sha,
+        new_sha=None,
+        errors_detected=[detected],
+        error_message=message,
+    )

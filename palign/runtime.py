@@ -18,7 +18,7 @@ from palign.engine.align import AlignContext, align_branch
 from palign.engine.changes import ChangeIndex
 from palign.engine.objects import Identity
 from palign.engine.selection import PatchKeyCache
-from palign.model import AlignRequest, BranchResult, Sha, Status, Strategy
+from palign.model import AlignRequest, BranchResult, Sha, Status, Strategy, unaligned
 
 # Worker memory stays bounded: libgit2's object cache defaults to 256 MiB per process.
 _OBJECT_CACHE_BYTES = 32 * 1024 * 1024
@@ -108,16 +108,8 @@ def request_from_json(data: dict[str, Any]) -> AlignRequest:
 
 
 def blocked_result(request: AlignRequest, blocker: BranchResult) -> BranchResult:
-    return BranchResult(
-        branch_name=request.branch,
-        refname=request.refname,
-        target=request.target,
-        status=Status.BLOCKED,
-        old_sha=request.old_sha,
-        new_sha=None,
-        errors_detected=["blocked_by_parent"],
-        error_message=f"stacked on {blocker.branch_name}, which did not align ({blocker.status.value})",
-    )
+    message = f"stacked on {blocker.branch_name}, which did not align ({blocker.status.value})"
+    return unaligned(request.refname, request.target, request.old_sha, Status.BLOCKED, "blocked_by_parent", message)
 
 
 StopCheck = Callable[[], "Status | None"]
@@ -125,17 +117,11 @@ StopCheck = Callable[[], "Status | None"]
 
 def stopped_result(request: AlignRequest, status: Status) -> BranchResult:
     """A branch a cancel or the circuit breaker kept from being aligned: left as it was."""
-    reason = "the run was cancelled" if status is Status.CANCELLED else "the run's circuit breaker stopped it"
-    return BranchResult(
-        branch_name=request.branch,
-        refname=request.refname,
-        target=request.target,
-        status=status,
-        old_sha=request.old_sha,
-        new_sha=None,
-        errors_detected=["cancelled" if status is Status.CANCELLED else "circuit_breaker"],
-        error_message=f"{reason} before this branch was aligned",
-    )
+    cancelled = status is Status.CANCELLED
+    reason = "the run was cancelled" if cancelled else "the run's circuit breaker stopped it"
+    detected = "cancelled" if cancelled else "circuit_breaker"
+    message = f"{reason} before this branch was aligned"
+    return unaligned(request.refname, request.target, request.old_sha, status, detected, message)
 
 
 def align_levels(

@@ -23,7 +23,7 @@ from celery.canvas import Signature
 from palign.distributed.store import RunState, RunStore
 from palign.errors import InputError, UnknownRun
 from palign.executor.local import Unit
-from palign.model import AlignRequest, BranchResult, Sha, Status
+from palign.model import AlignRequest, BranchResult, Sha, Status, unaligned
 from palign.report import RunReport, from_record, to_record
 from palign.runtime import request_to_json
 
@@ -222,16 +222,8 @@ def _unfinished(refname: str, planned: dict[str, Any], stopped: Status | None) -
         message, detected = "the run's circuit breaker stopped it before this branch", "circuit_breaker"
     else:
         message, detected = "its task was lost: a worker died more often than the task may be retried", "task_lost"
-    return BranchResult(
-        branch_name=planned["branch_name"],
-        refname=refname,
-        target=planned["target"],
-        status=stopped or Status.ERROR,
-        old_sha=planned["old_sha"],
-        new_sha=None,
-        errors_detected=[detected],
-        error_message=message,
-    )
+    status = stopped or Status.ERROR
+    return unaligned(refname, planned["target"], Sha(planned["old_sha"]), status, detected, message)
 
 
 def wait(

@@ -29,7 +29,7 @@ from palign.distributed.app import app
 from palign.distributed.store import RunStore
 from palign.engine.objects import Identity
 from palign.errors import InfrastructureError, InputError
-from palign.model import AlignRequest, BranchResult, Status
+from palign.model import AlignRequest, BranchResult, Status, unaligned
 from palign.runtime import align_levels, request_from_json
 
 log = logging.getLogger("palign.worker")
@@ -86,16 +86,7 @@ def _leave(**_: Any) -> None:
 
 
 def _failed(request: AlignRequest, message: str, detected: str) -> BranchResult:
-    return BranchResult(
-        branch_name=request.branch,
-        refname=request.refname,
-        target=request.target,
-        status=Status.ERROR,
-        old_sha=request.old_sha,
-        new_sha=None,
-        errors_detected=[detected],
-        error_message=message,
-    )
+    return unaligned(request.refname, request.target, request.old_sha, Status.ERROR, detected, message)
 
 
 class AlignTask(Task):  # type: ignore[misc]
