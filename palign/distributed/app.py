@@ -7,6 +7,7 @@ the traps behind them are explained in workers/README.md.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from celery import Celery
@@ -51,7 +52,9 @@ def celery_config(settings: DistributedSettings) -> dict[str, Any]:
     }
     return {
         "broker_url": settings.broker_url,
-        "result_backend": settings.broker_url,
+        "result_backend": _backend_url(settings.broker_url),
+        # rediss://: verify the server's certificate (CA from the system or the URL's query).
+        "broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED} if _tls(settings.broker_url) else None,
         "broker_transport_options": transport,
         "result_backend_transport_options": {"visibility_timeout": vt},
         "visibility_timeout": vt,
@@ -92,6 +95,18 @@ def celery_config(settings: DistributedSettings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "broker_channel_error_retry": True,
     }
+
+
+def _tls(url: str) -> bool:
+    return url.lower().startswith("rediss://")
+
+
+def _backend_url(url: str) -> str:
+    """Celery's Redis result backend refuses a rediss:// URL that does not say how to check
+    certificates: require them unless the URL says otherwise."""
+    if not _tls(url) or "ssl_cert_reqs=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + "ssl_cert_reqs=required"
 
 
 def configure(broker_url: str | None = None) -> Celery:
