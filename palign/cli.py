@@ -125,7 +125,18 @@ def _progress(total_hint: list[int]) -> tuple[Callable[[int], None], Callable[[A
 
 def print_summary(report: RunReport, json_path: Path | None) -> None:
     counts = report.counts()
-    order = ["aligned", "up_to_date", "merged", "conflict", "blocked", "stale", "error", "cancelled", "skipped"]
+    order = [
+        "aligned",
+        "up_to_date",
+        "merged",
+        "conflict",
+        "failed_validation",
+        "blocked",
+        "stale",
+        "error",
+        "cancelled",
+        "skipped",
+    ]
     parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
     click.echo(
         f"run {report.run_id}: {len(report.results)} branches in {report.total_time_seconds:.2f} s: " + ", ".join(parts)
@@ -171,6 +182,15 @@ def print_summary(report: RunReport, json_path: Path | None) -> None:
     help="Where report.json and report.md go.",
 )
 @click.option(
+    "--validate",
+    "validate",
+    multiple=True,
+    metavar="CMD",
+    help="A check to run (through the shell) in a clean checkout of every aligned result; repeatable, "
+    "in order. A branch whose check fails is `failed_validation`: not staged, never applied. "
+    "Replaces palign.toml's [validate].",
+)
+@click.option(
     "--broker",
     metavar="URL",
     default=None,
@@ -208,6 +228,7 @@ def run(
     config: Path | None,
     plan_file: Path | None,
     report_dir: Path,
+    validate: Sequence[str],
     broker: str | None,
     no_wait: bool,
     priority: int,
@@ -244,6 +265,7 @@ def run(
         broker=broker,
         priority=priority,
         circuit_breaker=circuit_breaker,
+        validate=validate,
     )
     if broker is not None and no_wait:
         run_id, _store = service.submit(options)

@@ -7,6 +7,9 @@
 [plan]
 stale_days = 90           # no commit for this long: category `stale`
 cluster_threshold = 0.2   # Jaccard similarity of touched paths
+[validate]                # checks run on every aligned result, in order (palign.validation)
+tests = "pytest -x -q"
+slow = { run = "make check", timeout = 300, retries = 1 }
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from palign.errors import InputError
+from palign.validation.checks import Check, from_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,6 +36,7 @@ class Config:
     dependencies: dict[str, str | None] = field(default_factory=dict)
     stale_days: int | None = 90
     cluster_threshold: float = 0.2
+    checks: tuple[Check, ...] = ()
 
 
 def load(path: Path | None) -> Config:
@@ -74,4 +79,5 @@ def _parse(path: Path, data: dict[str, Any]) -> Config:
         dependencies={child: parent or None for child, parent in dependencies.items()},
         stale_days=stale_days or None,
         cluster_threshold=float(threshold),
+        checks=from_table(str(path), data["validate"]) if "validate" in data else (),
     )

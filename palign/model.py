@@ -60,12 +60,13 @@ class Status(str, Enum):
     BLOCKED = "blocked"  # stacked on a branch that did not align
     CANCELLED = "cancelled"  # the run was cancelled before this branch was aligned
     SKIPPED = "skipped"  # the run's circuit breaker stopped it before this branch
+    FAILED_VALIDATION = "failed_validation"  # aligned, but an operator's check failed on the result
 
     @property
     def counts_as_failure(self) -> bool:
         """What the circuit breaker counts: outcomes that say something is wrong with the
         run, not consequences of another branch's outcome (blocked) or of a stop."""
-        return self in (Status.CONFLICT, Status.ERROR)
+        return self in (Status.CONFLICT, Status.ERROR, Status.FAILED_VALIDATION)
 
     @property
     def successful(self) -> bool:
@@ -117,6 +118,7 @@ class BranchResult:
     integration_time_seconds: float = 0.0
     slow_merges: int = 0
     applied: bool = False
+    validation: dict[str, Any] | None = None  # the checks run on the result (see palign.validation)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -59,6 +59,7 @@ def _branch_json(result: BranchResult) -> dict[str, Any]:
         "errors_detected": list(result.errors_detected),
         "error_message": result.error_message,
         "integration_time_seconds": result.integration_time_seconds,
+        "validation": result.validation,
     }
 
 

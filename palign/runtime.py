@@ -124,11 +124,15 @@ def stopped_result(request: AlignRequest, status: Status) -> BranchResult:
     return unaligned(request.refname, request.target, request.old_sha, status, detected, message)
 
 
+Gate = Callable[[BranchResult], BranchResult]  # checks an aligned result (validation)
+
+
 def align_levels(
     ctx: AlignContext,
     levels: Sequence[Sequence[AlignRequest]],
     done: dict[str, BranchResult],
     stop: StopCheck | None = None,
+    gate: Gate | None = None,
 ) -> list[BranchResult]:
     """Align a stack's levels in order. `done` holds the results of lower levels (by ref
     name) and receives these: a branch stacked on another is replayed onto that one's
@@ -147,17 +151,52 @@ def align_levels(
                 if parent is not None and parent.new_sha is not None:
                     request = replace(request, parent_old=parent.old_sha, onto=parent.new_sha)
                 result = align_branch(ctx, request)
+                if gate is not None and result.status in (Status.ALIGNED, Status.MERGED) and result.new_sha:
+                    result = gate(result)  # a branch stacked on one that fails its checks is blocked
             done[request.refname] = result
             new.append(result)
     return new
 
 
-def align_stack(mirror_path: str, identity: Sequence[Any], levels: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One unit of work of the local pool: a stack, level by level (see `align_levels`).
+def align_stack(
+    mirror_path: str,
+    identity: Sequence[Any],
+    levels: list[list[dict[str, Any]]],
+    checks: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """One unit of work of the local pool: a stack, level by level (see `align_levels`),
+    each aligned result checked by `checks` (JSON of `palign.validation.Check`).
     `identity` is (name, email, pinned committer time or None)."""
     ctx = context_for(mirror_path, Identity(*identity))
     requests = [[request_from_json(data) for data in level] for level in levels]
-    return [result.to_json() for result in align_levels(ctx, requests, {})]
+    gate = validation_gate(mirror_path, ctx.repo, checks) if checks else None
+    return [result.to_json() for result in align_levels(ctx, requests, {}, gate=gate)]
+
+
+def validation_gate(git_dir: str, repo: pygit2.Repository, checks: Sequence[dict[str, Any]]) -> Gate:
+    """Run the operator's checks on each aligned result; a failure turns the result into
+    `failed_validation` (with the check's details), which is neither staged nor applied."""
+    from palign.validation.cache import LocalCheckCache
+    from palign.validation.checks import Check
+    from palign.validation.runner import validate
+
+    parsed = [Check.from_json(c) for c in checks]
+    cache = LocalCheckCache()
+
+    def gate(result: BranchResult) -> BranchResult:
+        assert result.new_sha is not None
+        tree = str(repo[pygit2.Oid(hex=result.new_sha)].peel(pygit2.Tree).id)
+        outcome = validate(git_dir, result.new_sha, tree, parsed, cache)
+        result.validation = outcome.to_json()
+        failed = outcome.failed
+        if failed is not None:
+            result.status = Status.FAILED_VALIDATION
+            result.errors_detected.append("failed_validation")
+            how = "timed out" if failed.timed_out else f"exited {failed.exit_code}"
+            result.error_message = f"check {failed.name!r} {how} on the aligned result"
+        return result
+
+    return gate
 
 
 def merge_pairs(git_dir: str, pairs: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:

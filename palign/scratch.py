@@ -58,6 +58,16 @@ class ScratchStore:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def remove_orphans(root: Path) -> None:
+    """Folders `...-PID` under `root` whose process is gone (a killed worker's)."""
+    for entry in root.iterdir():
+        try:
+            if entry.is_dir() and not _owner_alive(entry.name):
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def _remove_leftovers(root: Path) -> None:
     """Stores of processes that died without cleaning up (a killed worker): those whose
     owner process is gone, and anything older than a day."""

@@ -47,6 +47,7 @@ from palign.report import RunReport, now
 from palign.runtime import adopt_changes, merge_pairs, tune_libgit2
 from palign.scratch import ScratchStore
 from palign.transport import Mirror, checked_out_branches, commit_settings, parse_location
+from palign.validation.checks import Check, from_commands
 
 ProgressCallback = Callable[[BranchResult], None]
 log = logging.getLogger("palign")
@@ -73,6 +74,7 @@ class RunOptions:
     broker: str | None = None
     priority: int = 5  # 0 runs first, 9 last (Redis priority lists)
     circuit_breaker: str | None = None  # "COUNT,PERCENT": stop once failures pass both
+    validate: Sequence[str] = ()  # --validate commands; they replace palign.toml's [validate]
 
 
 @dataclass
@@ -135,6 +137,7 @@ class Prepared:
     requests: dict[str, AlignRequest]  # by branch short name
     units: list[Unit]
     diffing: PendingDiff | None = None  # what the run's commits changed, diffed while planning
+    checks: tuple[Check, ...] = ()  # the operator's checks for each aligned result
 
     def changes_ready(self) -> ChangeIndex | None:
         if self.diffing is None:
@@ -202,7 +205,8 @@ def prepare(options: RunOptions, *, diff_ahead: bool = False) -> Prepared:
             parent=plan.branch(planned.parent).refname if planned.parent is not None else None,
         )
     units = [[[requests[name] for name in level] for level in unit.levels] for unit in plan.units]
-    return Prepared(mirror, targets, plan, requests, units, diffing)
+    checks = from_commands(options.validate) if options.validate else config.checks
+    return Prepared(mirror, targets, plan, requests, units, diffing, checks)
 
 
 # Below this many branches the planner's facts are gathered in this process.
@@ -239,6 +243,7 @@ def plan(options: RunOptions, *, forecast: bool = True) -> Prepared:
     """The plan of a run, with each branch's forecast from an in-memory dry run of the real
     alignment (nothing is written to REPO; the dry run's objects live in a scratch store)."""
     prepared = prepare(options, diff_ahead=forecast)
+    prepared.checks = ()  # a forecast predicts alignment only: checks run in real runs
     prepared.units = [[[replace(r, forecast=True) for r in level] for level in unit] for unit in prepared.units]
     prepared.requests = {name: replace(r, forecast=True) for name, r in prepared.requests.items()}
     if forecast and prepared.requests:
@@ -263,7 +268,14 @@ def _align_all(
     changes = prepared.changes_ready()
     if changes is not None:
         adopt_changes(str(store), changes)  # forked workers inherit it
-    return run_local(str(store), run_identity(settings), prepared.units, workers=options.workers, on_result=on_result)
+    return run_local(
+        str(store),
+        run_identity(settings),
+        prepared.units,
+        workers=options.workers,
+        on_result=on_result,
+        checks=[check.to_json() for check in prepared.checks],
+    )
 
 
 def run(
@@ -395,6 +407,7 @@ def submit(options: RunOptions, *, on_planned: Callable[[int], None] | None = No
                 "repo": prepared.mirror.location.url,
                 "identity": [identity.name, identity.email, identity.when],
                 "settings": settings,
+                "checks": [check.to_json() for check in prepared.checks],
             },
             priority=options.priority,
             ttl=app_module.current.run_ttl,

@@ -252,3 +252,33 @@ def test_priority_and_strategy_reach_the_workers(
     report = json.loads(run_palign("report", run_id, "--broker", redis_server.url, "--format", "json").stdout)
     assert report["strategy"] == strategy
     assert {b["strategy"] for b in branches_of(report).values() if b["status"] == "aligned"} == {"merge"}
+
+
+def test_checks_gate_publishing_on_workers_too(
+    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
+) -> None:
+    from tests.test_validation import IMPORT_USE, renaming_repo
+
+    repo = renaming_repo(tmp_path / "repo")
+    before = repo.rev("feature")
+    start_worker("checker")
+    out = tmp_path / "out"
+    result = run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--broker",
+        redis_server.url,
+        "--validate",
+        IMPORT_USE,
+        "--apply",
+        "--report-dir",
+        str(out),
+    )
+    assert result.code == 1, result.stderr
+    branches = branches_of(read_report(out))
+    assert branches["feature"]["status"] == "failed_validation"
+    assert "AttributeError" in branches["feature"]["validation"]["checks"][0]["output_tail"]
+    assert branches["docs"]["status"] == "aligned" and branches["docs"]["applied"] is True
+    assert repo.rev("feature") == before and repo.rev("docs") == branches["docs"]["new_sha"]

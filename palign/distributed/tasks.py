@@ -30,7 +30,7 @@ from palign.distributed.store import RunStore
 from palign.engine.objects import Identity
 from palign.errors import InfrastructureError, InputError
 from palign.model import AlignRequest, BranchResult, Status, unaligned
-from palign.runtime import align_levels, request_from_json
+from palign.runtime import align_levels, request_from_json, validation_gate
 
 log = logging.getLogger("palign.worker")
 
@@ -165,7 +165,10 @@ def _align(
             space = workspace.workspace_for(run_id, job["repo"], identity, job["settings"])
             workspace.ensure_objects(space, work, below.values())
             ready = lap()
-            new = align_levels(space.context, [work], dict(below), stop=_throttled(lambda: runs.stop_reason(run_id)))
+            checks = job.get("checks") or []
+            gate = validation_gate(str(space.scratch.path), space.context.repo, checks) if checks else None
+            stop = _throttled(lambda: runs.stop_reason(run_id))
+            new = align_levels(space.context, [work], dict(below), stop=stop, gate=gate)
             aligned = lap()
             workspace.publish(space, work, new, below.values())
             published = lap()

@@ -35,6 +35,7 @@ def run_local(
     *,
     workers: int,
     on_result: ResultCallback | None = None,
+    checks: Sequence[dict[str, Any]] = (),
 ) -> list[BranchResult]:
     """Run every unit with `workers` processes, largest first; results in unit order."""
     cost = [sum(r.cost for level in unit for r in level) for unit in units]
@@ -43,7 +44,9 @@ def run_local(
     ident = (identity.name, identity.email, identity.when)
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(units))), mp_context=_pool_context()) as pool:
         futures: dict[Future[list[dict[str, object]]], int] = {
-            pool.submit(align_stack, mirror_path, ident, [[request_to_json(r) for r in level] for level in units[i]]): i
+            pool.submit(
+                align_stack, mirror_path, ident, [[request_to_json(r) for r in level] for level in units[i]], checks
+            ): i
             for i in ordered
         }
         for future in as_completed(futures):

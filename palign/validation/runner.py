@@ -1,0 +1,195 @@
+"""Run the operator's checks on one commit, each attempt in a throw-away working tree.
+
+Isolation, as far as one user account allows:
+- the tree is a plain export of the commit (`git archive`, extracted with tarfile's `data`
+  filter: no absolute paths, no `..`, no links leaving the tree) without a `.git`, so no
+  hook or repository setting of the branch can act, and the mirror is not reachable
+  through the tree;
+- the command gets a clean environment (PATH, a private HOME and TMPDIR, a C.UTF-8
+  locale): no broker URL, token or git setting of palign's own process leaks into it;
+- it runs in a process group of its own, killed as a whole on timeout and when the
+  check ends (background processes included);
+- the tree is removed afterwards, and trees of processes that died are removed on the
+  next start.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from palign.errors import InfrastructureError
+from palign.gitenv import git_env
+from palign.scratch import remove_orphans
+from palign.transport import cache_dir
+from palign.validation.cache import check_key
+from palign.validation.checks import Check
+
+OUTPUT_TAIL_BYTES = 4000
+
+
+class CheckCache(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class CheckResult:
+    name: str
+    command: str
+    passed: bool
+    exit_code: int | None  # None when it was killed on timeout
+    duration_seconds: float
+    output_tail: str
+    attempts: int = 1
+    timed_out: bool = False
+    cached: bool = False
+
+    @property
+    def passed_on_retry(self) -> bool:
+        return self.passed and self.attempts > 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "passed_on_retry": self.passed_on_retry}
+
+
+@dataclass
+class Validation:
+    tree: str
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> CheckResult | None:
+        return next((c for c in self.checks if not c.passed), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "tree": self.tree, "checks": [c.to_json() for c in self.checks]}
+
+
+def worktree_root() -> Path:
+    return cache_dir() / "worktrees"
+
+
+def validate(git_dir: str, commit: str, tree: str, checks: Sequence[Check], cache: CheckCache | None) -> Validation:
+    """Run `checks` in order on `commit` (whose tree id is `tree`) until one fails. A
+    (tree, command) pair already in `cache` is not run again."""
+    outcome = Validation(tree)
+    for check in checks:
+        key = check_key(tree, check.run)
+        known = cache.get(key) if cache is not None else None
+        if known is not None:
+            result = CheckResult(**{**known, "name": check.name, "cached": True})
+        else:
+            result = _run_with_retries(git_dir, commit, check)
+            if cache is not None and not result.timed_out:
+                cache.put(key, {k: v for k, v in asdict(result).items() if k != "cached"})
+        outcome.checks.append(result)
+        if not result.passed:
+            break
+    return outcome
+
+
+def _run_with_retries(git_dir: str, commit: str, check: Check) -> CheckResult:
+    started = time.monotonic()
+    for attempt in range(1, check.retries + 2):
+        result = _run_once(git_dir, commit, check)
+        result.attempts = attempt
+        if result.passed:
+            break
+    result.duration_seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def _run_once(git_dir: str, commit: str, check: Check) -> CheckResult:
+    root = worktree_root()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    remove_orphans(root)
+    base = Path(tempfile.mkdtemp(prefix="check-", suffix=f"-{os.getpid()}", dir=root))
+    try:
+        tree = base / "tree"
+        _export(git_dir, commit, tree)
+        for private in ("home", "tmp"):
+            (base / private).mkdir()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": str(base / "home"),
+            "TMPDIR": str(base / "tmp"),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "PALIGN_CHECK": check.name,
+        }
+        return _execute(check, tree, env)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _export(git_dir: str, commit: str, tree: Path) -> None:
+    proc = subprocess.run(
+        ["git", "--git-dir", git_dir, "archive", "--format=tar", "--end-of-options", commit],
+        capture_output=True,
+        env=git_env(),
+    )
+    if proc.returncode != 0:
+        raise InfrastructureError(f"cannot export {commit[:12]} for its checks: {proc.stderr.decode().strip()}")
+    tree.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
+        archive.extractall(tree, filter="data")
+
+
+def _execute(check: Check, tree: Path, env: dict[str, str]) -> CheckResult:
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", check.run],
+            cwd=tree,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: killed as a whole
+        )
+        timed_out = False
+        try:
+            code: int | None = proc.wait(timeout=check.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            code = None
+        finally:
+            _kill_group(proc.pid)  # on timeout, and whatever it left running in the background
+            proc.wait()
+        size = output.seek(0, os.SEEK_END)
+        output.seek(max(0, size - OUTPUT_TAIL_BYTES))
+        tail = output.read().decode("utf-8", "replace")
+    if timed_out:
+        tail += f"\n[palign: killed after {check.timeout:g} s]"
+    return CheckResult(
+        name=check.name,
+        command=check.run,
+        passed=code == 0,
+        exit_code=code,
+        duration_seconds=round(time.monotonic() - started, 3),
+        output_tail=tail,
+        timed_out=timed_out,
+    )
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,207 @@
+"""Validation gates: the operator's checks run on every aligned result, in a throw-away
+checkout with a clean environment and a process group of its own; only branches that
+pass are staged and applied."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from palign.report import SCHEMA_PATH
+from tests.conftest import git_out, run_palign
+from tests.gitrepo import GitRepo
+
+IMPORT_USE = f"{sys.executable} -c 'import use'"
+
+
+def renaming_repo(path: Path) -> GitRepo:
+    """`feature` calls lib.helper(), which main renames: the rebase is clean, the result
+    broken. `docs` touches nothing of the code: it stays good."""
+    repo = GitRepo.init(path)
+    repo.write("lib.py", "def helper():\n    return 1\n")
+    repo.write("use.py", "import lib\n")
+    repo.write("README", "readme\n")
+    repo.commit("base")
+    repo.new_branch("feature", "main")
+    repo.write("use.py", "import lib\n\nVALUE = lib.helper()\n")
+    repo.commit("use helper")
+    repo.new_branch("docs", "main")
+    repo.write("README", "readme\nmore\n")
+    repo.commit("docs")
+    repo.checkout("main")
+    repo.write("lib.py", "def assist():\n    return 1\n")
+    repo.commit("rename helper to assist")
+    return repo
+
+
+def report_of(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+    return {b["branch_name"]: b for t in data["orchestration_results"].values() for b in t["branches"]}
+
+
+def test_a_branch_the_alignment_breaks_is_not_published(tmp_path: Path) -> None:
+    repo = renaming_repo(tmp_path / "repo")
+    before = {name: repo.rev(name) for name in ("feature", "docs")}
+    out = tmp_path / "out"
+    result = run_palign(
+        "run", str(repo.path), "--onto", "main", "--validate", IMPORT_USE, "--apply", "--report-dir", str(out)
+    )
+    assert result.code == 1, result.stderr
+    branches = report_of(out)
+    feature, docs = branches["feature"], branches["docs"]
+    assert feature["status"] == "failed_validation"
+    check = feature["validation"]["checks"][0]
+    assert check["exit_code"] == 1 and "AttributeError" in check["output_tail"] and not check["timed_out"]
+    assert docs["status"] == "aligned" and docs["validation"]["passed"] is True and docs["applied"] is True
+    # Only the passing branch moved; the failing one is neither staged nor applied.
+    assert repo.rev("feature") == before["feature"]
+    assert repo.rev("docs") == docs["new_sha"] != before["docs"]
+    staged = git_out(repo.path, "for-each-ref", "--format=%(refname:lstrip=4)", "refs/palign/staged/")
+    assert staged.split() == ["docs"]
+    assert "failed_validation" in result.stdout and "'validate-1' exited 1" in result.stdout
+
+
+def test_a_hanging_check_is_killed_with_its_whole_process_tree(tmp_path: Path) -> None:
+    repo = renaming_repo(tmp_path / "repo")
+    pids = tmp_path / "pids"
+    (repo.path / "palign.toml").write_text(
+        "[validate]\n"
+        f"hang = {{ run = \"sleep 300 & echo $! >> {pids}; sh -c 'sleep 300' & echo $! >> {pids}; wait\", "
+        "timeout = 2 }\n"
+    )
+    out = tmp_path / "out"
+    result = run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--branch",
+        "docs",
+        "--config",
+        str(repo.path / "palign.toml"),
+        "--report-dir",
+        str(out),
+    )
+    assert result.code == 1, result.stderr
+    check = report_of(out)["docs"]["validation"]["checks"][0]
+    assert check["timed_out"] is True and check["exit_code"] is None and "killed after 2 s" in check["output_tail"]
+    for pid in map(int, pids.read_text().split()):
+        assert not _alive(pid), f"process {pid} of the check survived"
+    assert not list((Path(os.environ["PALIGN_CACHE_DIR"]) / "worktrees").iterdir())  # no tree outlives its check
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+def test_an_unchanged_tree_is_not_checked_again(tmp_path: Path) -> None:
+    repo = renaming_repo(tmp_path / "repo")
+    runs = tmp_path / "runs.log"
+    check = f"echo ran >> {runs}"
+    first = run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--branch",
+        "docs",
+        "--validate",
+        check,
+        "--report-dir",
+        str(tmp_path / "one"),
+    )
+    second = run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--branch",
+        "docs",
+        "--validate",
+        check,
+        "--report-dir",
+        str(tmp_path / "two"),
+    )
+    assert first.code == second.code == 0, first.stderr + second.stderr
+    assert runs.read_text().count("ran") == 1
+    assert report_of(tmp_path / "one")["docs"]["validation"]["checks"][0]["cached"] is False
+    assert report_of(tmp_path / "two")["docs"]["validation"]["checks"][0]["cached"] is True
+
+
+def test_a_flaky_check_passes_on_retry_and_says_so(tmp_path: Path) -> None:
+    repo = renaming_repo(tmp_path / "repo")
+    marker = tmp_path / "tried"
+    (tmp_path / "palign.toml").write_text(
+        f'[validate]\nflaky = {{ run = "test -e {marker} || {{ touch {marker}; exit 3; }}", retries = 1 }}\n'
+    )
+    out = tmp_path / "out"
+    result = run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--branch",
+        "docs",
+        "--config",
+        str(tmp_path / "palign.toml"),
+        "--report-dir",
+        str(out),
+    )
+    assert result.code == 0, result.stderr
+    check = report_of(out)["docs"]["validation"]["checks"][0]
+    assert check["passed"] and check["attempts"] == 2 and check["passed_on_retry"] is True
+
+
+def test_branch_content_never_reaches_the_shell_and_checks_get_a_clean_environment(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("base", "x\n")
+    repo.commit("base")
+    trap = tmp_path / "pwned"
+    name = "inject$(touch${IFS}" + str(trap) + ")"
+    repo.new_branch(name, "main")
+    repo.write(f"$(touch {trap}2)", "`touch " + str(trap) + "3`\n")
+    repo.commit("hostile content")
+    repo.checkout("main")
+    repo.write("other", "y\n")
+    repo.commit("main moves")
+    env_dump = tmp_path / "env"
+    out = tmp_path / "out"
+    os.environ["PALIGN_SECRET_FOR_TEST"] = "leak"
+    try:
+        result = run_palign(
+            "run",
+            str(repo.path),
+            "--onto",
+            "main",
+            "--validate",
+            f"ls; cat ./* ; env > {env_dump}",
+            "--report-dir",
+            str(out),
+        )
+    finally:
+        del os.environ["PALIGN_SECRET_FOR_TEST"]
+    assert result.code == 0, result.stderr
+    assert not list(tmp_path.glob("pwned*"))
+    environment = env_dump.read_text()
+    assert "PALIGN_SECRET_FOR_TEST" not in environment and "PALIGN_CACHE_DIR" not in environment
+    assert "GIT_" not in environment
+
+
+def test_a_malformed_validate_table_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    repo = renaming_repo(tmp_path / "repo")
+    config = tmp_path / "palign.toml"
+    config.write_text('[validate]\ntests = { run = "true", timeout = -1 }\n')
+    result = run_palign("run", str(repo.path), "--onto", "main", "--config", str(config))
+    assert result.code == 2 and "timeout must be a positive number" in result.stderr
+    assert "refs/palign/" not in git_out(repo.path, "for-each-ref")
