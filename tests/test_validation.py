@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from palign.report import SCHEMA_PATH
 from tests.conftest import git_out, run_palign
@@ -69,11 +71,9 @@ def test_a_branch_the_alignment_breaks_is_not_published(tmp_path: Path) -> None:
 
 def test_a_hanging_check_is_killed_with_its_whole_process_tree(tmp_path: Path) -> None:
     repo = renaming_repo(tmp_path / "repo")
-    pids = tmp_path / "pids"
-    (repo.path / "palign.toml").write_text(
-        "[validate]\n"
-        f"hang = {{ run = \"sleep 300 & echo $! >> {pids}; sh -c 'sleep 300' & echo $! >> {pids}; wait\", "
-        "timeout = 2 }\n"
+    marker = f"{os.getpid() % 1000 + 300}.25"  # an unusual sleep length names the check's processes
+    (tmp_path / "palign.toml").write_text(
+        f"[validate]\nhang = {{ run = \"sleep {marker} & sh -c 'sleep {marker}' & wait\", timeout = 2 }}\n"
     )
     out = tmp_path / "out"
     result = run_palign(
@@ -84,28 +84,31 @@ def test_a_hanging_check_is_killed_with_its_whole_process_tree(tmp_path: Path) -
         "--branch",
         "docs",
         "--config",
-        str(repo.path / "palign.toml"),
+        str(tmp_path / "palign.toml"),
         "--report-dir",
         str(out),
     )
     assert result.code == 1, result.stderr
     check = report_of(out)["docs"]["validation"]["checks"][0]
     assert check["timed_out"] is True and check["exit_code"] is None and "killed after 2 s" in check["output_tail"]
-    for pid in map(int, pids.read_text().split()):
-        assert not _alive(pid), f"process {pid} of the check survived"
+    assert not _processes_running(f"sleep {marker}"), "a process of the check survived its timeout"
     assert not list((Path(os.environ["PALIGN_CACHE_DIR"]) / "worktrees").iterdir())  # no tree outlives its check
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "zombie" not in status.read_text()
+def _processes_running(command: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip() == command.encode():
+                if "zombie" not in (proc / "status").read_text():
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
-def test_an_unchanged_tree_is_not_checked_again(tmp_path: Path) -> None:
+def test_an_unchanged_tree_is_not_checked_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PALIGN_NO_SANDBOX", "1")  # the check counts its runs in a file outside its tree
     repo = renaming_repo(tmp_path / "repo")
     runs = tmp_path / "runs.log"
     check = f"echo ran >> {runs}"
@@ -139,7 +142,8 @@ def test_an_unchanged_tree_is_not_checked_again(tmp_path: Path) -> None:
     assert report_of(tmp_path / "two")["docs"]["validation"]["checks"][0]["cached"] is True
 
 
-def test_a_flaky_check_passes_on_retry_and_says_so(tmp_path: Path) -> None:
+def test_a_flaky_check_passes_on_retry_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PALIGN_NO_SANDBOX", "1")  # its first attempt leaves a mark outside its tree
     repo = renaming_repo(tmp_path / "repo")
     marker = tmp_path / "tried"
     (tmp_path / "palign.toml").write_text(
@@ -175,7 +179,6 @@ def test_branch_content_never_reaches_the_shell_and_checks_get_a_clean_environme
     repo.checkout("main")
     repo.write("other", "y\n")
     repo.commit("main moves")
-    env_dump = tmp_path / "env"
     out = tmp_path / "out"
     os.environ["PALIGN_SECRET_FOR_TEST"] = "leak"
     try:
@@ -185,7 +188,7 @@ def test_branch_content_never_reaches_the_shell_and_checks_get_a_clean_environme
             "--onto",
             "main",
             "--validate",
-            f"ls; cat ./* ; env > {env_dump}",
+            "ls; cat ./* ; echo ENVIRONMENT; env",
             "--report-dir",
             str(out),
         )
@@ -193,7 +196,8 @@ def test_branch_content_never_reaches_the_shell_and_checks_get_a_clean_environme
         del os.environ["PALIGN_SECRET_FOR_TEST"]
     assert result.code == 0, result.stderr
     assert not list(tmp_path.glob("pwned*"))
-    environment = env_dump.read_text()
+    check = report_of(out)[name]["validation"]["checks"][0]
+    environment = check["output_tail"].split("ENVIRONMENT", 1)[1]
     assert "PALIGN_SECRET_FOR_TEST" not in environment and "PALIGN_CACHE_DIR" not in environment
     assert "GIT_" not in environment
 
@@ -205,3 +209,32 @@ def test_a_malformed_validate_table_is_refused_before_anything_is_written(tmp_pa
     result = run_palign("run", str(repo.path), "--onto", "main", "--config", str(config))
     assert result.code == 2 and "timeout must be a positive number" in result.stderr
     assert "refs/palign/" not in git_out(repo.path, "for-each-ref")
+
+
+def test_a_check_cannot_write_outside_its_tree_nor_read_the_mirrors(tmp_path: Path) -> None:
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (scripts/test installs it)")
+    repo = renaming_repo(tmp_path / "repo")
+    escaped = tmp_path / "escaped"
+    mirrors = Path(os.environ["PALIGN_CACHE_DIR"]) / "mirrors"
+    out = tmp_path / "out"
+    result = run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--branch",
+        "docs",
+        "--validate",
+        f"if ls -A {mirrors} 2>/dev/null | grep -q .; then exit 7; fi",
+        "--validate",
+        f"echo out > {escaped}",
+        "--report-dir",
+        str(out),
+    )
+    checks = report_of(out)["docs"]["validation"]["checks"]
+    assert mirrors.is_dir() and any(mirrors.iterdir())  # the mirror exists, the check saw none of it
+    assert checks[0]["passed"] is True and checks[0]["sandbox"] is True
+    assert checks[1]["passed"] is False and "Read-only file system" in checks[1]["output_tail"]
+    assert not escaped.exists()
+    assert result.code == 1

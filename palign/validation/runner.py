@@ -1,6 +1,11 @@
 """Run the operator's checks on one commit, each attempt in a throw-away working tree.
 
-Isolation, as far as one user account allows:
+Isolation:
+- with bubblewrap (`bwrap`, Debian's `bubblewrap`) the check runs in a sandbox: the whole
+  file system read-only, palign's cache (the mirrors) and scratch stores hidden, only its
+  own tree, HOME and TMPDIR writable, its own process namespace (it sees no other process,
+  and all of it dies with it). Without bwrap the rest below still holds, and the report
+  says `"sandbox": false`;
 - the tree is a plain export of the commit (`git archive`, extracted with tarfile's `data`
   filter: no absolute paths, no `..`, no links leaving the tree) without a `.git`, so no
   hook or repository setting of the branch can act, and the mirror is not reachable
@@ -30,7 +35,7 @@ from typing import Any, Protocol
 
 from palign.errors import InfrastructureError
 from palign.gitenv import git_env
-from palign.scratch import remove_orphans
+from palign.scratch import remove_orphans, scratch_root
 from palign.transport import cache_dir
 from palign.validation.cache import check_key
 from palign.validation.checks import Check
@@ -55,6 +60,7 @@ class CheckResult:
     attempts: int = 1
     timed_out: bool = False
     cached: bool = False
+    sandbox: bool = False  # ran confined by bubblewrap
 
     @property
     def passed_on_retry(self) -> bool:
@@ -133,7 +139,7 @@ def _run_once(git_dir: str, commit: str, check: Check) -> CheckResult:
             "LC_ALL": "C.UTF-8",
             "PALIGN_CHECK": check.name,
         }
-        return _execute(check, tree, env)
+        return _execute(check, tree, env, _sandbox(base))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -151,11 +157,33 @@ def _export(git_dir: str, commit: str, tree: Path) -> None:
         archive.extractall(tree, filter="data")
 
 
-def _execute(check: Check, tree: Path, env: dict[str, str]) -> CheckResult:
+_bwrap_works: bool | None = None
+
+
+def _sandbox(base: Path) -> list[str]:
+    """The bwrap command line that confines a check to `base`, or [] without bwrap."""
+    global _bwrap_works
+    bwrap = shutil.which("bwrap")
+    if bwrap is None or os.environ.get("PALIGN_NO_SANDBOX"):
+        return []
+    hidden = [cache_dir(), scratch_root()]
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for path in hidden:
+        if path.exists():
+            args += ["--tmpfs", str(path)]
+    args += ["--bind", str(base), str(base), "--unshare-pid", "--die-with-parent", "--new-session"]
+    args += ["--chdir", str(base / "tree"), "--"]
+    if _bwrap_works is None:  # user namespaces may be off (some containers): probe once
+        probe = subprocess.run([*args[: args.index("--chdir")], "--", "/bin/true"], capture_output=True)
+        _bwrap_works = probe.returncode == 0
+    return args if _bwrap_works else []
+
+
+def _execute(check: Check, tree: Path, env: dict[str, str], sandbox: list[str]) -> CheckResult:
     started = time.monotonic()
     with tempfile.TemporaryFile() as output:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", check.run],
+            [*sandbox, "/bin/sh", "-c", check.run],
             cwd=tree,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -185,6 +213,7 @@ def _execute(check: Check, tree: Path, env: dict[str, str]) -> CheckResult:
         duration_seconds=round(time.monotonic() - started, 3),
         output_tail=tail,
         timed_out=timed_out,
+        sandbox=bool(sandbox),
     )
 
 
