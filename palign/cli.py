@@ -191,6 +191,12 @@ def print_summary(report: RunReport, json_path: Path | None) -> None:
     "Replaces palign.toml's [validate].",
 )
 @click.option(
+    "--baseline",
+    is_flag=True,
+    help="When a check fails on an aligned result, run it on the original commit too: the report tells "
+    "'broken by the alignment' from 'already broken'.",
+)
+@click.option(
     "--broker",
     metavar="URL",
     default=None,
@@ -229,6 +235,7 @@ def run(
     plan_file: Path | None,
     report_dir: Path,
     validate: Sequence[str],
+    baseline: bool,
     broker: str | None,
     no_wait: bool,
     priority: int,
@@ -266,6 +273,7 @@ def run(
         priority=priority,
         circuit_breaker=circuit_breaker,
         validate=validate,
+        baseline=baseline,
     )
     if broker is not None and no_wait:
         run_id, _store = service.submit(options)

@@ -119,6 +119,7 @@ class BranchResult:
     slow_merges: int = 0
     applied: bool = False
     validation: dict[str, Any] | None = None  # the checks run on the result (see palign.validation)
+    change_summary: dict[str, Any] | None = None  # own commits, files both sides changed (palign.summary)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

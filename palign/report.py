@@ -60,6 +60,7 @@ def _branch_json(result: BranchResult) -> dict[str, Any]:
         "error_message": result.error_message,
         "integration_time_seconds": result.integration_time_seconds,
         "validation": result.validation,
+        "change_summary": result.change_summary,
     }
 
 
@@ -170,6 +171,8 @@ def to_markdown(report: RunReport) -> str:
             detail = branch["error_message"] or ", ".join(
                 f"`{c['path']}` at {c['commit'][:12]}" for c in branch["conflicts"]
             )
+            if branch["change_summary"] and not branch["error_message"]:
+                detail = branch["change_summary"]["summary"] + (f"; {detail}" if detail else "")
             detail = detail.replace("|", "\\|")
             lines.append(
                 f"| `{branch['branch_name']}` | {branch['status']} | {branch['strategy'] or ''} | "

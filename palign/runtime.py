@@ -19,6 +19,7 @@ from palign.engine.changes import ChangeIndex
 from palign.engine.objects import Identity
 from palign.engine.selection import PatchKeyCache
 from palign.model import AlignRequest, BranchResult, Sha, Status, Strategy, unaligned
+from palign.summary import Summaries
 
 # Worker memory stays bounded: libgit2's object cache defaults to 256 MiB per process.
 _OBJECT_CACHE_BYTES = 32 * 1024 * 1024
@@ -69,6 +70,7 @@ def forget(git_dir: str) -> None:
     """Drop what this process keeps for `git_dir` (a scratch store being removed); what
     is kept for its mirror stays."""
     for key in [k for k in _contexts if k[0] == git_dir]:
+        _summaries.pop(id(_contexts[key].repo), None)
         del _contexts[key]
     _change_indexes.pop(git_dir, None)
 
@@ -127,6 +129,16 @@ def stopped_result(request: AlignRequest, status: Status) -> BranchResult:
 Gate = Callable[[BranchResult], BranchResult]  # checks an aligned result (validation)
 
 
+_summaries: dict[int, Summaries] = {}
+
+
+def summaries_for(ctx: AlignContext) -> Summaries:
+    found = _summaries.get(id(ctx.repo))
+    if found is None or found.repo is not ctx.repo:
+        found = _summaries[id(ctx.repo)] = Summaries(ctx.repo)
+    return found
+
+
 def align_levels(
     ctx: AlignContext,
     levels: Sequence[Sequence[AlignRequest]],
@@ -151,8 +163,12 @@ def align_levels(
                 if parent is not None and parent.new_sha is not None:
                     request = replace(request, parent_old=parent.old_sha, onto=parent.new_sha)
                 result = align_branch(ctx, request)
+                if not request.forecast:
+                    result.change_summary = summaries_for(ctx).of(request, result)
                 if gate is not None and result.status in (Status.ALIGNED, Status.MERGED) and result.new_sha:
                     result = gate(result)  # a branch stacked on one that fails its checks is blocked
+                    if result.change_summary is not None and result.status is Status.FAILED_VALIDATION:
+                        result.change_summary["summary"] += "; then failed its checks"
             done[request.refname] = result
             new.append(result)
     return new
@@ -163,19 +179,25 @@ def align_stack(
     identity: Sequence[Any],
     levels: list[list[dict[str, Any]]],
     checks: Sequence[dict[str, Any]] = (),
+    baseline: bool = False,
 ) -> list[dict[str, Any]]:
     """One unit of work of the local pool: a stack, level by level (see `align_levels`),
-    each aligned result checked by `checks` (JSON of `palign.validation.Check`).
+    each aligned result checked by `checks` (JSON of `palign.validation.Check`; with
+    `baseline`, a failure is checked on the original commit too).
     `identity` is (name, email, pinned committer time or None)."""
     ctx = context_for(mirror_path, Identity(*identity))
     requests = [[request_from_json(data) for data in level] for level in levels]
-    gate = validation_gate(mirror_path, ctx.repo, checks) if checks else None
+    gate = validation_gate(mirror_path, ctx.repo, checks, baseline) if checks else None
     return [result.to_json() for result in align_levels(ctx, requests, {}, gate=gate)]
 
 
-def validation_gate(git_dir: str, repo: pygit2.Repository, checks: Sequence[dict[str, Any]]) -> Gate:
+def validation_gate(
+    git_dir: str, repo: pygit2.Repository, checks: Sequence[dict[str, Any]], baseline: bool = False
+) -> Gate:
     """Run the operator's checks on each aligned result; a failure turns the result into
-    `failed_validation` (with the check's details), which is neither staged nor applied."""
+    `failed_validation` (with the check's details), which is neither staged nor applied.
+    With `baseline`, the checks also run on the branch's original commit after a failure,
+    to tell a branch the alignment broke from one that was broken already."""
     from palign.validation.cache import LocalCheckCache
     from palign.validation.checks import Check
     from palign.validation.runner import validate
@@ -194,6 +216,16 @@ def validation_gate(git_dir: str, repo: pygit2.Repository, checks: Sequence[dict
             result.errors_detected.append("failed_validation")
             how = "timed out" if failed.timed_out else f"exited {failed.exit_code}"
             result.error_message = f"check {failed.name!r} {how} on the aligned result"
+            if baseline:
+                old_tree = str(repo[pygit2.Oid(hex=result.old_sha)].peel(pygit2.Tree).id)
+                before = validate(git_dir, result.old_sha, old_tree, parsed, cache)
+                cause = "alignment" if before.passed else "already_broken"
+                result.validation = {**result.validation, "baseline": before.to_json(), "cause": cause}
+                result.error_message += (
+                    "; it passes on the original commit: broken by the alignment"
+                    if before.passed
+                    else "; it fails on the original commit too: broken before the alignment"
+                )
         return result
 
     return gate

@@ -75,6 +75,7 @@ class RunOptions:
     priority: int = 5  # 0 runs first, 9 last (Redis priority lists)
     circuit_breaker: str | None = None  # "COUNT,PERCENT": stop once failures pass both
     validate: Sequence[str] = ()  # --validate commands; they replace palign.toml's [validate]
+    baseline: bool = False  # a failing check also runs on the original commit
 
 
 @dataclass
@@ -275,6 +276,7 @@ def _align_all(
         workers=options.workers,
         on_result=on_result,
         checks=[check.to_json() for check in prepared.checks],
+        baseline=options.baseline,
     )
 
 
@@ -408,6 +410,7 @@ def submit(options: RunOptions, *, on_planned: Callable[[int], None] | None = No
                 "identity": [identity.name, identity.email, identity.when],
                 "settings": settings,
                 "checks": [check.to_json() for check in prepared.checks],
+                "baseline": options.baseline,
             },
             priority=options.priority,
             ttl=app_module.current.run_ttl,

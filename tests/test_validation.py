@@ -238,3 +238,44 @@ def test_a_check_cannot_write_outside_its_tree_nor_read_the_mirrors(tmp_path: Pa
     assert checks[1]["passed"] is False and "Read-only file system" in checks[1]["output_tail"]
     assert not escaped.exists()
     assert result.code == 1
+
+
+def test_baseline_tells_broken_by_the_alignment_from_already_broken(tmp_path: Path) -> None:
+    repo = renaming_repo(tmp_path / "repo")
+    repo.new_branch("broken", "main~1")
+    repo.write("use.py", "import lib\n\nVALUE = lib.missing()\n")  # fails before any alignment
+    repo.commit("call something that never existed")
+    repo.checkout("main")
+    out = tmp_path / "out"
+    result = run_palign(
+        "run", str(repo.path), "--onto", "main", "--validate", IMPORT_USE, "--baseline", "--report-dir", str(out)
+    )
+    assert result.code == 1, result.stderr
+    branches = report_of(out)
+    assert branches["feature"]["validation"]["cause"] == "alignment"
+    assert branches["feature"]["validation"]["baseline"]["passed"] is True
+    assert "broken by the alignment" in branches["feature"]["error_message"]
+    assert branches["broken"]["validation"]["cause"] == "already_broken"
+    assert "broken before the alignment" in branches["broken"]["error_message"]
+    assert "cause" not in branches["docs"]["validation"]  # it passed: no baseline needed
+
+
+def test_the_change_summary_names_commits_and_files_both_sides_changed(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("a.txt", "".join(f"{n}\n" for n in range(30)))
+    repo.commit("base")
+    repo.new_branch("topic", "main")
+    repo.write("a.txt", "".join(f"{n}\n" for n in range(29)) + "topic\n")
+    repo.commit("topic edits the end")
+    repo.write("b.txt", "b\n")
+    repo.commit("topic adds b")
+    repo.checkout("main")
+    repo.write("a.txt", "main\n" + "".join(f"{n}\n" for n in range(1, 30)))
+    repo.commit("main edits the start")
+    out = tmp_path / "out"
+    assert run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(out)).code == 0
+    summary = report_of(out)["topic"]["change_summary"]
+    assert [c["subject"] for c in summary["commits"]] == ["topic edits the end", "topic adds b"]
+    assert summary["files_both_changed"] == ["a.txt"]
+    assert summary["summary"] == "2 commits replayed onto main; 1 file changed on both sides"
+    assert "2 commits replayed onto main" in (out / "report.md").read_text()

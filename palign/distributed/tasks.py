@@ -166,7 +166,8 @@ def _align(
             workspace.ensure_objects(space, work, below.values())
             ready = lap()
             checks = job.get("checks") or []
-            gate = validation_gate(str(space.scratch.path), space.context.repo, checks) if checks else None
+            baseline = bool(job.get("baseline"))
+            gate = validation_gate(str(space.scratch.path), space.context.repo, checks, baseline) if checks else None
             stop = _throttled(lambda: runs.stop_reason(run_id))
             new = align_levels(space.context, [work], dict(below), stop=stop, gate=gate)
             aligned = lap()

@@ -36,6 +36,7 @@ def run_local(
     workers: int,
     on_result: ResultCallback | None = None,
     checks: Sequence[dict[str, Any]] = (),
+    baseline: bool = False,
 ) -> list[BranchResult]:
     """Run every unit with `workers` processes, largest first; results in unit order."""
     cost = [sum(r.cost for level in unit for r in level) for unit in units]
@@ -45,7 +46,12 @@ def run_local(
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(units))), mp_context=_pool_context()) as pool:
         futures: dict[Future[list[dict[str, object]]], int] = {
             pool.submit(
-                align_stack, mirror_path, ident, [[request_to_json(r) for r in level] for level in units[i]], checks
+                align_stack,
+                mirror_path,
+                ident,
+                [[request_to_json(r) for r in level] for level in units[i]],
+                checks,
+                baseline,
             ): i
             for i in ordered
         }
@@ -62,6 +68,10 @@ def run_local(
                 for result in unit_results:
                     on_result(result)
     return [result for unit_results in results for result in unit_results]
+
+
+def _levels_json(unit: Unit) -> list[list[dict[str, Any]]]:
+    return [[request_to_json(r) for r in level] for level in unit]
 
 
 def map_local(
