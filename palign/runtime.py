@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pygit2
 
@@ -129,6 +129,9 @@ def stopped_result(request: AlignRequest, status: Status) -> BranchResult:
 Gate = Callable[[BranchResult], BranchResult]  # checks an aligned result (validation)
 
 
+if TYPE_CHECKING:
+    from palign.validation.runner import CheckCache
+
 _summaries: dict[int, Summaries] = {}
 
 
@@ -192,7 +195,11 @@ def align_stack(
 
 
 def validation_gate(
-    git_dir: str, repo: pygit2.Repository, checks: Sequence[dict[str, Any]], baseline: bool = False
+    git_dir: str,
+    repo: pygit2.Repository,
+    checks: Sequence[dict[str, Any]],
+    baseline: bool = False,
+    cache: CheckCache | None = None,
 ) -> Gate:
     """Run the operator's checks on each aligned result; a failure turns the result into
     `failed_validation` (with the check's details), which is neither staged nor applied.
@@ -203,12 +210,12 @@ def validation_gate(
     from palign.validation.runner import validate
 
     parsed = [Check.from_json(c) for c in checks]
-    cache = LocalCheckCache()
+    results_cache = cache or LocalCheckCache()
 
     def gate(result: BranchResult) -> BranchResult:
         assert result.new_sha is not None
         tree = str(repo[pygit2.Oid(hex=result.new_sha)].peel(pygit2.Tree).id)
-        outcome = validate(git_dir, result.new_sha, tree, parsed, cache)
+        outcome = validate(git_dir, result.new_sha, tree, parsed, results_cache)
         result.validation = outcome.to_json()
         failed = outcome.failed
         if failed is not None:
@@ -218,7 +225,7 @@ def validation_gate(
             result.error_message = f"check {failed.name!r} {how} on the aligned result"
             if baseline:
                 old_tree = str(repo[pygit2.Oid(hex=result.old_sha)].peel(pygit2.Tree).id)
-                before = validate(git_dir, result.old_sha, old_tree, parsed, cache)
+                before = validate(git_dir, result.old_sha, old_tree, parsed, results_cache)
                 cause = "alignment" if before.passed else "already_broken"
                 result.validation = {**result.validation, "baseline": before.to_json(), "cause": cause}
                 result.error_message += (

@@ -306,7 +306,7 @@ class Mirror:
             known = sorted(set(have)) if have is not None else sorted(set(self.ref_values("refs/").values()))
             revs = "\n".join([*new, "--not", *known]) + "\n"
             pack = _run_raw(
-                ["--git-dir", str(objects_from), "pack-objects", "--revs", "--stdout", "-q", "--window=0"],
+                ["--git-dir", str(objects_from), "pack-objects", "--revs", "--stdout", "-q"],
                 stdin=revs.encode(),
             )
             # As receive-pack does: a small pack becomes loose objects, so many small writes

@@ -282,3 +282,19 @@ def test_checks_gate_publishing_on_workers_too(
     assert "AttributeError" in branches["feature"]["validation"]["checks"][0]["output_tail"]
     assert branches["docs"]["status"] == "aligned" and branches["docs"]["applied"] is True
     assert repo.rev("feature") == before and repo.rev("docs") == branches["docs"]["new_sha"]
+    # The results are shared in Redis: the same trees are not checked again, on any worker.
+    assert redis_server.client().keys("palign:check:*")
+    again = tmp_path / "again"
+    run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--broker",
+        redis_server.url,
+        "--validate",
+        IMPORT_USE,
+        "--report-dir",
+        str(again),
+    )
+    assert branches_of(read_report(again))["feature"]["validation"]["checks"][0]["cached"] is True

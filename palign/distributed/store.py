@@ -10,6 +10,7 @@
     palign:run:<id>:report             string the finished report (JSON)
     palign:lock:<repo>:<ref>           string who is aligning that branch now (token, expiring)
     palign:worker:<hostname>           string a live worker's process count (expiring, renewed)
+    palign:check:<sha256>              string a check's result for (tree, command) (expiring)
 
 Celery's own keys (queues, unacked, celery-task-meta-*) are Celery's business.
 """
@@ -292,6 +293,22 @@ class RunStore:
 
     def branch_locks(self, repo_url: str, refnames: Sequence[str], owner: str) -> BranchLocks:
         return BranchLocks(self.redis, repo_url, refnames, owner)
+
+
+class RedisCheckCache:
+    """Check results shared by every worker: a tree checked on one machine is not checked
+    again on another."""
+
+    def __init__(self, client: Any, ttl: int = 30 * 24 * 3600) -> None:
+        self.client = client
+        self.ttl = ttl
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self.client.get(f"palign:check:{key}")
+        return json.loads(raw) if raw else None
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        self.client.set(f"palign:check:{key}", json.dumps(record), ex=self.ttl)
 
 
 class BranchLocks:

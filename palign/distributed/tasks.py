@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from palign.distributed import app as app_module
 from palign.distributed import workspace
 from palign.distributed.app import app
-from palign.distributed.store import RunStore
+from palign.distributed.store import RedisCheckCache, RunStore
 from palign.engine.objects import Identity
 from palign.errors import InfrastructureError, InputError
 from palign.model import AlignRequest, BranchResult, Status, unaligned
@@ -167,7 +167,13 @@ def _align(
             ready = lap()
             checks = job.get("checks") or []
             baseline = bool(job.get("baseline"))
-            gate = validation_gate(str(space.scratch.path), space.context.repo, checks, baseline) if checks else None
+            gate = (
+                validation_gate(
+                    str(space.scratch.path), space.context.repo, checks, baseline, RedisCheckCache(runs.redis)
+                )
+                if checks
+                else None
+            )
             stop = _throttled(lambda: runs.stop_reason(run_id))
             new = align_levels(space.context, [work], dict(below), stop=stop, gate=gate)
             aligned = lap()
