@@ -39,6 +39,11 @@ def staged_ref(run_id: str, branch: str) -> str:
     return f"{PALIGN_NAMESPACE}staged/{run_id}/{branch}"
 
 
+def pending_ref(run_id: str, branch: str) -> str:
+    """An aligned result waiting for its checks (distributed runs); staged once they pass."""
+    return f"{PALIGN_NAMESPACE}pending/{run_id}/{branch}"
+
+
 def applied_ref(run_id: str, branch: str) -> str:
     """Marks a branch a run moved, so `rollback` knows exactly what to undo."""
     return f"{PALIGN_NAMESPACE}applied/{run_id}/{branch}"

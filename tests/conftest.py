@@ -73,8 +73,10 @@ def start_worker(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable
     stopped at the end of the test."""
     started: list[Worker] = []
 
-    def start(name: str, concurrency: int = 1, env: dict[str, str] | None = None) -> Worker:
-        worker = Worker(redis_server.url, name, tmp_path / "workers" / name, concurrency=concurrency, env=env)
+    def start(name: str, concurrency: int = 1, env: dict[str, str] | None = None, queues: str | None = None) -> Worker:
+        worker = Worker(
+            redis_server.url, name, tmp_path / "workers" / name, concurrency=concurrency, env=env, queues=queues
+        )
         started.append(worker)
         return worker
 

@@ -84,7 +84,14 @@ class Worker:
     """`palign worker` in its own process group, with its own mirror cache (a machine)."""
 
     def __init__(
-        self, broker: str, name: str, directory: Path, *, concurrency: int = 1, env: dict[str, str] | None = None
+        self,
+        broker: str,
+        name: str,
+        directory: Path,
+        *,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+        queues: str | None = None,
     ):
         self.name = name
         self.directory = directory
@@ -94,6 +101,7 @@ class Worker:
         environment.update(PALIGN_CACHE_DIR=str(directory / "cache"), PALIGN_BROKER_URL=broker)
         environment.update(env or {})
         args = [sys.executable, "-m", "palign", "worker", "-c", str(concurrency), "-n", f"{name}@%h"]
+        args += ["-Q", queues] if queues else []
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True

@@ -261,7 +261,8 @@ def test_checks_gate_publishing_on_workers_too(
 
     repo = renaming_repo(tmp_path / "repo")
     before = repo.rev("feature")
-    start_worker("checker")
+    aligner = start_worker("aligner", queues="align,report")
+    checker = start_worker("checker", queues="validate")
     out = tmp_path / "out"
     result = run_palign(
         "run",
@@ -282,6 +283,11 @@ def test_checks_gate_publishing_on_workers_too(
     assert "AttributeError" in branches["feature"]["validation"]["checks"][0]["output_tail"]
     assert branches["docs"]["status"] == "aligned" and branches["docs"]["applied"] is True
     assert repo.rev("feature") == before and repo.rev("docs") == branches["docs"]["new_sha"]
+    # Checks ran as tasks of their own on the validate queue, on the worker serving it.
+    ran = task_workers(redis_server, read_report(out)["run_id"])
+    assert {w for t, w in ran.items() if t.endswith(".v")} == {checker.hostname}
+    assert {w for t, w in ran.items() if not t.endswith(".v") and ".chunk" not in t} == {aligner.hostname}
+    assert "refs/palign/pending/" not in git_out(repo.path, "for-each-ref")  # every pending result resolved
     # The results are shared in Redis: the same trees are not checked again, on any worker.
     assert redis_server.client().keys("palign:check:*")
     again = tmp_path / "again"

@@ -89,6 +89,7 @@ def celery_config(settings: DistributedSettings) -> dict[str, Any]:
         "task_default_priority": DEFAULT_PRIORITY,
         "task_routes": {
             "palign.align": {"queue": "align"},
+            "palign.validate": {"queue": "validate"},
             "palign.chunk_done": {"queue": "report"},
             "palign.chunk_failed": {"queue": "report"},
         },

@@ -78,21 +78,41 @@ def pack_jobs(units: Sequence[Unit], per_task: int = TASK_BRANCHES) -> list[Unit
 
 
 def _chunks(run_id: str, jobs: Sequence[Unit], base: dict[str, Any], priority: int) -> Iterator[tuple[int, Signature]]:
-    from palign.distributed.tasks import align, chunk_done, chunk_failed
-
-    def link(unit: int, level: int, requests: Sequence[AlignRequest]) -> Signature:
-        job = {**base, "unit": unit, "level": level, "requests": [request_to_json(r) for r in requests]}
-        args: tuple[Any, ...] = ([], job) if level == 0 else (job,)
-        return align.s(*args).set(task_id=f"{run_id}.{unit}.{level}", priority=priority)
+    from palign.distributed.tasks import chunk_done, chunk_failed
 
     for number, start in enumerate(range(0, len(jobs), CHUNK_TASKS)):
         header = []
         for unit in range(start, min(start + CHUNK_TASKS, len(jobs))):
-            links = [link(unit, level, requests) for level, requests in enumerate(jobs[unit])]
+            levels = [[request_to_json(r) for r in level] for level in jobs[unit]]
+            links = level_links(run_id, base, unit, levels, 0, [], priority, "")
             header.append(links[0] if len(links) == 1 else chain(*links))
         body = chunk_done.si(run_id, number).set(task_id=f"{run_id}.chunk{number}", priority=priority)
         body = body.on_error(chunk_failed.si(run_id, number).set(priority=priority))
         yield number, chord(group(header), body)
+
+
+def level_links(
+    run_id: str,
+    base: dict[str, Any],
+    unit: int,
+    levels: list[list[dict[str, Any]]],
+    first: int,
+    lower: list[dict[str, Any]],
+    priority: int,
+    suffix: str,
+) -> list[Signature]:
+    """The chain links of a unit from level `first` on: `palign.align` per level, each
+    followed by `palign.validate` (on the validate queue) when the run has checks."""
+    from palign.distributed.tasks import align, validate
+
+    links: list[Signature] = []
+    for level in range(first, len(levels)):
+        job = {**base, "unit": unit, "level": level, "requests": levels[level]}
+        args: tuple[Any, ...] = (lower, job) if not links else (job,)
+        links.append(align.s(*args).set(task_id=f"{run_id}.{unit}.{level}{suffix}", priority=priority))
+        if base.get("checks"):
+            links.append(validate.s(job).set(task_id=f"{run_id}.{unit}.{level}.v{suffix}", priority=priority))
+    return links
 
 
 def enqueue(
@@ -138,7 +158,6 @@ def resubmit_missing(store: RunStore, run_id: str) -> int:
     """Send again the work of every branch that has no result yet: Redis can lose a task
     (a worker killed between taking it and noting it as taken, kombu #7950). A task that
     was only late finds its branches done when it runs. Returns the branches resent."""
-    from palign.distributed.tasks import align
 
     record = store.record(run_id)
     if RunState(record["state"]).final:
@@ -152,12 +171,7 @@ def resubmit_missing(store: RunStore, run_id: str) -> int:
         if first is None:
             continue
         lower = [results[r["refname"]].to_json() for level in levels[:first] for r in level]
-        links = [
-            align.s(*([lower] if k == first else []), {**base, "unit": number, "level": k, "requests": levels[k]}).set(
-                task_id=f"{run_id}.{number}.{k}.again{attempt}", priority=priority
-            )
-            for k in range(first, len(levels))
-        ]
+        links = level_links(run_id, base, number, levels, first, lower, priority, f".again{attempt}")
         (links[0] if len(links) == 1 else chain(*links)).apply_async()
         resent += sum(len(level) for level in levels[first:])
     if resent:

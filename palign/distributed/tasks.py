@@ -118,29 +118,30 @@ def align(self: AlignTask, lower: list[dict[str, Any]], job: dict[str, Any]) -> 
             results.update(_align(runs, job, todo, below))
     except SoftTimeLimitExceeded:
         failed = [_failed(r, "the task ran past its time limit", "time_limit") for r in todo]
-        results = _record_and_read(runs, run_id, failed, requests)
+        results = _record_and_read(runs, run_id, failed, [r.refname for r in requests])
     except RETRYABLE as error:
         if self.request.retries < self.max_retries:
             log.warning("run %s: %s; retrying", run_id, error)
             raise self.retry(exc=error, countdown=min(60, 2 ** (self.request.retries + 1))) from None
         failed = [_failed(r, f"infrastructure error after retries: {error}", "infrastructure") for r in todo]
-        results = _record_and_read(runs, run_id, failed, requests)
+        results = _record_and_read(runs, run_id, failed, [r.refname for r in requests])
     return lower + [results[r.refname].to_json() for r in requests]
 
 
 def _record_and_read(
-    runs: RunStore, run_id: str, failed: list[BranchResult], requests: list[AlignRequest]
+    runs: RunStore, run_id: str, failed: list[BranchResult], refnames: list[str]
 ) -> dict[str, BranchResult]:
     """Record these failures (results stored first by another delivery win) and read back
     every result of the level."""
     _record(runs, run_id, failed)
-    return runs.results(run_id, [r.refname for r in requests])
+    return runs.results(run_id, refnames)
 
 
 def _align(
     runs: RunStore, job: dict[str, Any], todo: list[AlignRequest], below: dict[str, BranchResult]
 ) -> dict[str, BranchResult]:
     run_id = job["run_id"]
+    checked = bool(job.get("checks"))
     with runs.branch_locks(job["repo"], [r.refname for r in todo], owner=run_id) as locks:
         busy = set(locks.acquire(app_module.current.lock_wait))
         done = runs.results(run_id, [r.refname for r in todo])  # finished while we waited
@@ -165,19 +166,11 @@ def _align(
             space = workspace.workspace_for(run_id, job["repo"], identity, job["settings"])
             workspace.ensure_objects(space, work, below.values())
             ready = lap()
-            checks = job.get("checks") or []
-            baseline = bool(job.get("baseline"))
-            gate = (
-                validation_gate(
-                    str(space.scratch.path), space.context.repo, checks, baseline, RedisCheckCache(runs.redis)
-                )
-                if checks
-                else None
-            )
             stop = _throttled(lambda: runs.stop_reason(run_id))
-            new = align_levels(space.context, [work], dict(below), stop=stop, gate=gate)
+            new = align_levels(space.context, [work], dict(below), stop=stop)
             aligned = lap()
-            workspace.publish(space, work, new, below.values())
+            # With checks, results wait under refs/palign/pending/ for `palign.validate`.
+            workspace.publish(space, work, new, below.values(), pending=checked)
             published = lap()
             log.info(
                 "run %s: %d branches: objects %.3f s, align %.3f s, publish %.3f s",
@@ -187,6 +180,8 @@ def _align(
                 aligned,
                 published,
             )
+        if checked:  # `palign.validate` records them once checked
+            return {**done, **{r.refname: r for r in new + refused}}
         _record(runs, run_id, new + refused)
     return runs.results(run_id, [r.refname for r in todo])
 
@@ -215,6 +210,57 @@ def _record(runs: RunStore, run_id: str, results: list[BranchResult]) -> None:
     counters = runs.record_results(run_id, results)
     if counters.recorded and counters.done >= int(runs.record_fields(run_id, "total")[0] or 0):
         finish_run(runs, run_id)
+
+
+class ValidateTask(AlignTask):
+    def shadow_name(self, args: Any, kwargs: Any, options: Any) -> str:
+        return super().shadow_name(args, kwargs, options).replace("palign.align[", "palign.validate[", 1)
+
+
+@app.task(name="palign.validate", bind=True, base=ValidateTask)
+def validate(self: ValidateTask, aligned: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run the run's checks on the results `palign.align` left under refs/palign/pending/:
+    passing ones are staged, failing ones become `failed_validation`; then record the
+    level. Returns what it received, this level's results checked."""
+    run_id = job["run_id"]
+    runs = store()
+    names = [r["refname"] for r in job["requests"]]
+    received = {r["refname"]: BranchResult.from_json(r) for r in aligned}
+    level = [received[name] for name in names]
+    try:
+        stored = runs.results(run_id, names)  # a repeated task finds them
+        todo = [r for r in level if r.refname not in stored]
+        if todo:
+            identity = Identity(*job["identity"])
+            space = workspace.workspace_for(run_id, job["repo"], identity, job["settings"])
+            gated = [r for r in todo if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha]
+            workspace.ensure_pending(space, gated)
+            gate = validation_gate(
+                str(space.scratch.path),
+                space.context.repo,
+                job["checks"],
+                bool(job.get("baseline")),
+                RedisCheckCache(runs.redis),
+            )
+            checked = [gate(r) if r in gated else r for r in todo]
+            workspace.promote(space, checked)
+            _record(runs, run_id, checked)
+        results = runs.results(run_id, names)
+    except SoftTimeLimitExceeded:
+        failed = [_failed_result(r, "the checks ran past the task's time limit", "time_limit") for r in level]
+        results = _record_and_read(runs, run_id, failed, names)
+    except RETRYABLE as error:
+        if self.request.retries < self.max_retries:
+            log.warning("run %s: %s; retrying", run_id, error)
+            raise self.retry(exc=error, countdown=min(60, 2 ** (self.request.retries + 1))) from None
+        failed = [_failed_result(r, f"infrastructure error after retries: {error}", "infrastructure") for r in level]
+        results = _record_and_read(runs, run_id, failed, names)
+    lower = [r for r in aligned if r["refname"] not in set(names)]
+    return lower + [results[name].to_json() for name in names]
+
+
+def _failed_result(result: BranchResult, message: str, detected: str) -> BranchResult:
+    return unaligned(result.refname, result.target, result.old_sha, Status.ERROR, detected, message)
 
 
 @app.task(name="palign.chunk_done", bind=True, max_retries=10)

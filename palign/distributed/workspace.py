@@ -22,7 +22,7 @@ from palign.engine.align import AlignContext
 from palign.engine.changes import commits_of_run
 from palign.engine.objects import Identity
 from palign.errors import GitCommandError, InfrastructureError
-from palign.model import AlignRequest, BranchResult, Status, staged_ref
+from palign.model import PALIGN_NAMESPACE, AlignRequest, BranchResult, Status, pending_ref, staged_ref
 from palign.scratch import ScratchStore
 from palign.transport import Mirror, parse_location
 
@@ -106,12 +106,15 @@ def publish(
     requests: Sequence[AlignRequest],
     results: Sequence[BranchResult],
     lower: Iterable[BranchResult] = (),
+    *,
+    pending: bool = False,
 ) -> None:
     """Push the aligned tips to REPO's staging refs, each created only if absent. A task
     delivered twice writes the same commits (the run pins their time): a ref that already
     holds the same sha is fine, one that holds another is an error."""
+    ref_of = pending_ref if pending else staged_ref
     wanted = {
-        staged_ref(workspace.run_id, r.branch_name): r.new_sha
+        ref_of(workspace.run_id, r.branch_name): r.new_sha
         for r in results
         if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
     }
@@ -154,3 +157,43 @@ def publish(
             have=have,
         )
     log.info("run %s: %d staging refs were already written (a repeated task)", workspace.run_id, len(existing))
+
+
+def ensure_pending(workspace: Workspace, results: Sequence[BranchResult]) -> None:
+    """Make the aligned commits waiting for their checks readable here (they may have been
+    aligned on another machine)."""
+    repo = workspace.context.repo
+    missing = [r for r in results if r.new_sha and pygit2.Oid(hex=r.new_sha) not in repo]
+    if missing:
+        workspace.mirror.fetch_refs([pending_ref(workspace.run_id, r.branch_name) for r in missing])
+    lost = [r.branch_name for r in missing if pygit2.Oid(hex=r.new_sha or "0" * 40) not in repo]
+    if lost:
+        raise InfrastructureError(f"the aligned results of {', '.join(lost)} are not in REPO")
+
+
+def promote(workspace: Workspace, checked: Sequence[BranchResult]) -> None:
+    """After the checks: a passing result's pending ref becomes its staging ref, a failing
+    one's is dropped; one transaction, each ref under a lease (a repeat finds it done)."""
+    specs: list[str] = []
+    leases: dict[str, str] = {}
+    for result in checked:
+        if not result.new_sha or result.status not in (Status.ALIGNED, Status.MERGED, Status.FAILED_VALIDATION):
+            continue  # nothing was written for it
+        if result.status is not Status.FAILED_VALIDATION:
+            staged = staged_ref(workspace.run_id, result.branch_name)
+            specs.append(f"{result.new_sha}:{staged}")
+            leases[staged] = _ZERO
+        pending = pending_ref(workspace.run_id, result.branch_name)
+        specs.append(f":{pending}")
+        leases[pending] = result.new_sha
+    if not specs:
+        return
+    try:
+        workspace.mirror.push(specs, leases=leases, atomic=True)
+    except GitCommandError:
+        now = workspace.mirror.remote_refs(f"{PALIGN_NAMESPACE}staged/{workspace.run_id}/*")
+        for result in checked:
+            if result.status in (Status.ALIGNED, Status.MERGED) and result.new_sha:
+                if now.get(staged_ref(workspace.run_id, result.branch_name)) != result.new_sha:
+                    raise
+        # a repeated task: every passing result is staged already
