@@ -125,6 +125,7 @@ class BranchResult:
     applied: bool = False
     validation: dict[str, Any] | None = None  # the checks run on the result (see palign.validation)
     change_summary: dict[str, Any] | None = None  # own commits, files both sides changed (palign.summary)
+    replayed_commits: list[str] = field(default_factory=list)  # original ids of the commits a rebase replayed
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -34,7 +34,10 @@ class Summaries:
         if base is not None:
             walker = repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
             walker.hide(base)
-            commits = [{"sha": str(c.id), "subject": c.message.split("\n", 1)[0]} for c in walker]
+            commits = [
+                {"sha": str(c.id), "subject": c.message.split("\n", 1)[0], "outcome": _outcome(result, str(c.id))}
+                for c in walker
+            ]
             key = (base, onto)
             if key not in self._target_files:
                 self._target_files[key] = self._files(base, onto)
@@ -47,6 +50,17 @@ class Summaries:
             "files_both_changed_count": len(overlap),
             "summary": _sentence(result, onto_name, len(overlap)),
         }
+
+
+def _outcome(result: BranchResult, commit: str) -> str:
+    """What the alignment did with one of the branch's own commits."""
+    rebased = result.strategy_used is not None and result.strategy_used.value == "rebase"
+    if rebased and result.status in (Status.ALIGNED, Status.FAILED_VALIDATION, Status.MERGED):
+        # dropped: already upstream, emptied by the target, or a merge commit
+        return "replayed" if commit in result.replayed_commits else "skipped"
+    if result.status is Status.UP_TO_DATE or (result.status is Status.ALIGNED and not rebased):
+        return "kept"
+    return "not_aligned"
 
 
 def _sentence(result: BranchResult, onto: str, overlap: int) -> str:

@@ -275,7 +275,34 @@ def test_the_change_summary_names_commits_and_files_both_sides_changed(tmp_path:
     out = tmp_path / "out"
     assert run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(out)).code == 0
     summary = report_of(out)["topic"]["change_summary"]
-    assert [c["subject"] for c in summary["commits"]] == ["topic edits the end", "topic adds b"]
+    assert [(c["subject"], c["outcome"]) for c in summary["commits"]] == [
+        ("topic edits the end", "replayed"),
+        ("topic adds b", "replayed"),
+    ]
     assert summary["files_both_changed"] == ["a.txt"]
     assert summary["summary"] == "2 commits replayed onto main; 1 file changed on both sides"
     assert "2 commits replayed onto main" in (out / "report.md").read_text()
+
+
+def test_the_change_summary_names_the_commits_skipped_as_already_upstream(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("a.txt", "a\n")
+    repo.commit("base")
+    repo.new_branch("topic", "main")
+    repo.write("fix.txt", "the fix\n")
+    repo.commit("the fix")
+    repo.write("more.txt", "more\n")
+    repo.commit("more work")
+    repo.checkout("main")
+    repo.write("fix.txt", "the fix\n")  # the same patch, applied upstream
+    repo.commit("the fix, upstream")
+    out = tmp_path / "out"
+    assert run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(out)).code == 0
+    topic = report_of(out)["topic"]
+    assert [(c["subject"], c["outcome"]) for c in topic["change_summary"]["commits"]] == [
+        ("the fix", "skipped"),
+        ("more work", "replayed"),
+    ]
+    assert topic["change_summary"]["summary"] == (
+        "1 commit replayed onto main, 1 already in main skipped; 1 file changed on both sides"
+    )

@@ -60,6 +60,7 @@ class _Outcome:
     conflicts: list[Conflict] = field(default_factory=list)
     slow_merges: int = 0
     strategy: Strategy | None = None
+    replayed_ids: list[str] = field(default_factory=list)  # the original commits replayed
 
 
 def _merge_one_side(
@@ -187,6 +188,7 @@ def _rebase(
     head = start
     head_tree = start.tree
     replayed, skipped, slow = 0, selection.skipped, 0
+    replayed_ids: list[str] = []
     for commit in selection.commits:
         parent_tree = commit.parents[0].tree if commit.parents else None
         if is_empty(commit):
@@ -214,11 +216,20 @@ def _rebase(
         head = repo[new_id]  # type: ignore[assignment]
         head_tree = head.tree
         replayed += 1
+        replayed_ids.append(str(commit.id))
     if replayed == 0:
         # Nothing of its own left: like git, the branch ends where it was replayed onto.
         status = Status.MERGED if start.id == target.id else Status.ALIGNED
         return _Outcome(status, start.id, 0, skipped, slow_merges=slow, strategy=Strategy.REBASE)
-    return _Outcome(Status.ALIGNED, head.id, replayed, skipped, slow_merges=slow, strategy=Strategy.REBASE)
+    return _Outcome(
+        Status.ALIGNED,
+        head.id,
+        replayed,
+        skipped,
+        slow_merges=slow,
+        strategy=Strategy.REBASE,
+        replayed_ids=replayed_ids,
+    )
 
 
 def _merge_message(target_name: str, branch_name: str) -> bytes:
@@ -342,6 +353,7 @@ def align_branch(ctx: AlignContext, request: AlignRequest) -> BranchResult:
         result.conflicts = outcome.conflicts
         result.slow_merges = outcome.slow_merges
         result.strategy_used = outcome.strategy
+        result.replayed_commits = outcome.replayed_ids
         if outcome.status == Status.CONFLICT:
             result.errors_detected = ["merge_conflict"]
     except Exception as error:  # noqa: BLE001 - a broken branch must not stop the run
