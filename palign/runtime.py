@@ -138,7 +138,7 @@ _summaries: dict[int, Summaries] = {}
 def summaries_for(ctx: AlignContext) -> Summaries:
     found = _summaries.get(id(ctx.repo))
     if found is None or found.repo is not ctx.repo:
-        found = _summaries[id(ctx.repo)] = Summaries(ctx.repo)
+        found = _summaries[id(ctx.repo)] = Summaries(ctx.repo, ctx.cache)
     return found
 
 

@@ -7,41 +7,52 @@ from typing import Any
 
 import pygit2
 
+from palign.engine.selection import PatchKeyCache
 from palign.model import AlignRequest, BranchResult, Status, short_name
 
 _LISTED = 50  # commits and files listed per branch; the counts say how many in all
 
 
 class Summaries:
-    """Per worker process: the files a target changed since a fork point are diffed once
-    for all the branches that share it."""
+    """Per worker process. Files come from the commits' changes the engine already diffed
+    (non-merge commits; a merge's changes are those of the commits it brings), and the
+    target's side is gathered once per fork point for all the branches that share it."""
 
-    def __init__(self, repo: pygit2.Repository) -> None:
+    def __init__(self, repo: pygit2.Repository, cache: PatchKeyCache) -> None:
         self.repo = repo
+        self.cache = cache
         self._target_files: dict[tuple[pygit2.Oid, pygit2.Oid], frozenset[str]] = {}
 
-    def _files(self, old: pygit2.Oid, new: pygit2.Oid) -> frozenset[str]:
-        diff = self.repo[old].peel(pygit2.Tree).diff_to_tree(self.repo[new].peel(pygit2.Tree))
-        return frozenset(path for d in diff.deltas for path in {d.old_file.path, d.new_file.path})
+    def _files(self, commits: list[pygit2.Commit]) -> set[str]:
+        plain = [c for c in commits if len(c.parent_ids) <= 1]
+        self.cache.changes.ensure(self.repo.path, [str(c.id) for c in plain])  # one batch for any not diffed
+        return {path for c in plain for path in self.cache.entries(self.repo, c)}
+
+    def _range(self, tip: pygit2.Oid, base: pygit2.Oid, order: pygit2.enums.SortMode) -> pygit2.Walker:
+        walker = self.repo.walk(tip, order)
+        walker.hide(base)
+        return walker
 
     def of(self, request: AlignRequest, result: BranchResult) -> dict[str, Any]:
         repo = self.repo
         tip = pygit2.Oid(hex=request.old_sha)
         onto = pygit2.Oid(hex=request.onto or request.target_sha)
         base = repo.merge_base(tip, onto)
-        commits: list[dict[str, str]] = []
+        own: list[pygit2.Commit] = []
         overlap: list[str] = []
         if base is not None:
-            walker = repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
-            walker.hide(base)
-            commits = [
-                {"sha": str(c.id), "subject": c.message.split("\n", 1)[0], "outcome": _outcome(result, str(c.id))}
-                for c in walker
-            ]
+            order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE
+            own = list(self._range(tip, base, order))
             key = (base, onto)
             if key not in self._target_files:
-                self._target_files[key] = self._files(base, onto)
-            overlap = sorted(self._files(base, tip) & self._target_files[key])
+                target_side = list(self._range(onto, base, pygit2.enums.SortMode.NONE))
+                self._target_files[key] = frozenset(self._files(target_side))
+            mine = self._files(own)
+            overlap = sorted(mine & self._target_files[key])
+        commits = [
+            {"sha": str(c.id), "subject": c.message.split("\n", 1)[0], "outcome": _outcome(result, str(c.id))}
+            for c in own
+        ]
         onto_name = short_name(request.parent) if request.parent else short_name(request.target)
         return {
             "own_commits": len(commits),

@@ -303,4 +303,5 @@ def test_checks_gate_publishing_on_workers_too(
         "--report-dir",
         str(again),
     )
-    assert branches_of(read_report(again))["feature"]["validation"]["checks"][0]["cached"] is True
+    assert branches_of(read_report(again))["docs"]["validation"]["checks"][0]["cached"] is True
+    assert branches_of(read_report(again))["feature"]["validation"]["checks"][0]["cached"] is False  # failures rerun

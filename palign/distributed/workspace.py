@@ -37,6 +37,7 @@ class Workspace:
     scratch: ScratchStore
     context: AlignContext
     copied: set[str] = field(default_factory=set)  # loose objects already copied to a local REPO
+    diffed_targets: set[str] = field(default_factory=set)  # targets whose history is diffed already
 
     def new_objects(self) -> list[str]:
         """Loose objects of the scratch store not copied to REPO yet (hex names)."""
@@ -95,10 +96,22 @@ def ensure_objects(workspace: Workspace, requests: Sequence[AlignRequest], lower
     by_target: dict[str, list[pygit2.Oid]] = {}
     for request in requests:
         by_target.setdefault(request.target_sha, []).append(pygit2.Oid(hex=request.old_sha))
-    commits = [
-        commit for target, tips in by_target.items() for commit in commits_of_run(repo, pygit2.Oid(hex=target), tips)
-    ]
+    commits: list[str] = []
+    for target, tips in by_target.items():
+        if target in workspace.diffed_targets:  # the target's side is known: only the branches' own
+            commits += _own_commits(repo, pygit2.Oid(hex=target), tips)
+        else:
+            commits += commits_of_run(repo, pygit2.Oid(hex=target), tips)
+            workspace.diffed_targets.add(target)
     workspace.context.cache.changes.ensure(str(workspace.scratch.path), commits)  # skips those known
+
+
+def _own_commits(repo: pygit2.Repository, target: pygit2.Oid, tips: Sequence[pygit2.Oid]) -> list[str]:
+    walker = repo.walk(tips[0], pygit2.enums.SortMode.NONE)
+    for tip in tips[1:]:
+        walker.push(tip)
+    walker.hide(target)
+    return [str(c.id) for c in walker if len(c.parent_ids) <= 1]
 
 
 def publish(

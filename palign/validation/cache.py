@@ -1,4 +1,4 @@
-"""Check results keyed by (tree id, command): a tree checked once is not checked again.
+"""Passing check results keyed by (tree id, command): a tree that passed is not checked again.
 
 Locally a folder of small JSON files in the cache (`PALIGN_CACHE_DIR/checks/`); the
 distributed mode keeps the same records in Redis.

@@ -93,7 +93,7 @@ def worktree_root() -> Path:
 
 def validate(git_dir: str, commit: str, tree: str, checks: Sequence[Check], cache: CheckCache | None) -> Validation:
     """Run `checks` in order on `commit` (whose tree id is `tree`) until one fails. A
-    (tree, command) pair already in `cache` is not run again."""
+    (tree, command) pair that passed before (in `cache`) is not run again."""
     outcome = Validation(tree)
     for check in checks:
         key = check_key(tree, check.run)
@@ -102,7 +102,8 @@ def validate(git_dir: str, commit: str, tree: str, checks: Sequence[Check], cach
             result = CheckResult(**{**known, "name": check.name, "cached": True})
         else:
             result = _run_with_retries(git_dir, commit, check)
-            if cache is not None and not result.timed_out:
+            if cache is not None and result.passed:
+                # Only passes are kept: a failure (perhaps a flake past its retries) is run again.
                 cache.put(key, {k: v for k, v in asdict(result).items() if k != "cached"})
         outcome.checks.append(result)
         if not result.passed:
