@@ -260,7 +260,7 @@ def test_checks_gate_publishing_on_workers_too(
     from tests.test_validation import IMPORT_USE, renaming_repo
 
     repo = renaming_repo(tmp_path / "repo")
-    before = repo.rev("feature")
+    before, docs_before = repo.rev("feature"), repo.rev("docs")
     aligner = start_worker("aligner", queues="align,report")
     checker = start_worker("checker", queues="validate")
     out = tmp_path / "out"
@@ -290,6 +290,7 @@ def test_checks_gate_publishing_on_workers_too(
     assert "refs/palign/pending/" not in git_out(repo.path, "for-each-ref")  # every pending result resolved
     # The results are shared in Redis: the same trees are not checked again, on any worker.
     assert redis_server.client().keys("palign:check:*")
+    repo.git("update-ref", "refs/heads/docs", docs_before)  # as before the apply: aligned again, same tree
     again = tmp_path / "again"
     run_palign(
         "run",
