@@ -31,7 +31,7 @@ log = logging.getLogger("palign")
 
 TASK_BRANCHES = 16  # when no worker has registered yet
 CHUNK_TASKS = 400
-TASKS_PER_PROCESS = 6  # enough for balance; few enough that per-task costs stay small
+TASKS_PER_PROCESS = 4  # enough for balance; few enough that per-task costs stay small
 
 
 def branches_per_task(loose_branches: int, processes: int) -> int:

@@ -191,8 +191,11 @@ class RunStore:
         key = run_key(run_id)
         new, done, failures = self._record_results(keys=[key, f"{key}:results"], args=args)
         if new:
-            for result in results:
-                self.event(run_id, {"type": "branch", "branch": result.branch_name, "status": result.status.value})
+            with self.redis.pipeline(transaction=False) as pipe:  # one round trip for the level's events
+                for result in results:
+                    event = {"type": "branch", "branch": result.branch_name, "status": result.status.value}
+                    self._add_event(pipe, run_id, event)
+                pipe.execute()
         return Counters(int(new), int(done), int(failures))
 
     def record_fields(self, run_id: str, *names: str) -> list[Any]:
@@ -263,7 +266,11 @@ class RunStore:
     # --- progress events ------------------------------------------------------------------
 
     def event(self, run_id: str, event: dict[str, Any]) -> None:
-        self.redis.xadd(
+        self._add_event(self.redis, run_id, event)
+
+    @staticmethod
+    def _add_event(client: Any, run_id: str, event: dict[str, Any]) -> None:
+        client.xadd(
             f"{run_key(run_id)}:events",
             {"data": json.dumps({**event, "at": time.time()})},
             maxlen=100_000,
