@@ -56,7 +56,8 @@ CONFIG_OPTION = click.option(
     "config",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="palign.toml with target rules, declared stacks and plan settings (default: ./palign.toml).",
+    help="palign.toml with target rules, declared stacks, plan settings and [validate] checks "
+    "(default: ./palign.toml).",
 )
 
 
