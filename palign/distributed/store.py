@@ -178,9 +178,6 @@ class RunStore:
     def jobs(self, run_id: str) -> dict[int, list[list[dict[str, Any]]]]:
         return {int(n): json.loads(v) for n, v in self.redis.hgetall(f"{run_key(run_id)}:jobs").items()}
 
-    def recent(self, limit: int = 20) -> list[str]:
-        return list(reversed(self.redis.zrange(RUNS, -limit, -1)))
-
     # --- results, stops ---------------------------------------------------------------
 
     def record_results(self, run_id: str, results: Sequence[BranchResult]) -> Counters:
