@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.services import RedisServer, Worker
+from palign.demo import build_demo_repository
+from tests.services import RedisServer, Worker, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +88,40 @@ def start_worker(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable
     finally:
         for worker in started:
             worker.stop(timeout=20)
+
+
+@pytest.fixture
+def served_repo(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """The demo repository, bare, served read-write by `git daemon` on a free loopback port."""
+    work = tmp_path / "work"
+    build_demo_repository(work)
+    bare = tmp_path / "served" / "demo.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "config", "daemon.receivepack", "true"], check=True)
+    port = free_port()
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={tmp_path / 'served'}",
+            str(tmp_path / "served"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield bare, f"git://127.0.0.1:{port}/demo.git"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)

@@ -287,7 +287,12 @@ def test_checks_gate_publishing_on_workers_too(
     ran = task_workers(redis_server, read_report(out)["run_id"])
     assert {w for t, w in ran.items() if t.endswith(".v")} == {checker.hostname}
     assert {w for t, w in ran.items() if not t.endswith(".v") and ".chunk" not in t} == {aligner.hostname}
-    assert "refs/palign/pending/" not in git_out(repo.path, "for-each-ref")  # every pending result resolved
+    # The failing result stays inspectable under refs/palign/pending/; only the passing one is staged.
+    run_id = read_report(out)["run_id"]
+    pending = git_out(repo.path, "for-each-ref", "--format=%(refname:lstrip=4)", f"refs/palign/pending/{run_id}/")
+    assert pending.split() == ["docs", "feature"]
+    staged = git_out(repo.path, "for-each-ref", "--format=%(refname:lstrip=4)", f"refs/palign/staged/{run_id}/")
+    assert staged.split() == ["docs"]
     # The results are shared in Redis: the same trees are not checked again, on any worker.
     assert redis_server.client().keys("palign:check:*")
     repo.git("update-ref", "refs/heads/docs", docs_before)  # as before the apply: aligned again, same tree
@@ -306,3 +311,39 @@ def test_checks_gate_publishing_on_workers_too(
     )
     assert branches_of(read_report(again))["docs"]["validation"]["checks"][0]["cached"] is True
     assert branches_of(read_report(again))["feature"]["validation"]["checks"][0]["cached"] is False  # failures rerun
+
+
+def test_workers_reach_repo_only_by_its_url(
+    served_repo: tuple[Path, str], tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
+) -> None:
+    """REPO served by `git daemon` on loopback: workers with their own caches fetch it,
+    push their results, and promote checked results, all through git:// URLs."""
+    bare, url = served_repo
+    repo = GitRepo(bare)
+    local = run_palign("run", url, "--onto", "main", "--report-dir", str(tmp_path / "local"))
+    assert local.code in (0, 1), local.stderr
+    start_worker("east")
+    start_worker("west")
+    result = run_palign(
+        "run",
+        url,
+        "--onto",
+        "main",
+        "--broker",
+        redis_server.url,
+        "--validate",
+        "ls > /dev/null",
+        "--report-dir",
+        str(tmp_path / "dist"),
+    )
+    assert result.code == local.code, result.stderr
+    dist = read_report(tmp_path / "dist")
+    mine = read_report(tmp_path / "local")
+    strip = {name: value[:2] + value[4:] for name, value in comparable(repo, dist).items()}
+    assert strip == {name: value[:2] + value[4:] for name, value in comparable(repo, mine).items()}
+    run_id = dist["run_id"]
+    staged = git_out(
+        bare, "for-each-ref", "--format=%(refname:lstrip=4) %(objectname)", f"refs/palign/staged/{run_id}/"
+    )
+    wanted = {name: b["new_sha"] for name, b in branches_of(dist).items() if b["status"] in ("aligned", "merged")}
+    assert dict(line.split() for line in staged.splitlines()) == wanted

@@ -4,58 +4,12 @@ mirror fetches it, results go back with `git push` (atomic, with leases)."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from palign.demo import build_demo_repository
 from tests.conftest import git_out, run_palign
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def served_repo(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    work = tmp_path / "work"
-    build_demo_repository(work)
-    bare = tmp_path / "served" / "demo.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
-    subprocess.run(["git", "-C", str(bare), "config", "daemon.receivepack", "true"], check=True)
-    port = _free_port()
-    daemon = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            "--export-all",
-            "--enable=receive-pack",
-            f"--base-path={tmp_path / 'served'}",
-            str(tmp_path / "served"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield bare, f"git://127.0.0.1:{port}/demo.git"
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=10)
 
 
 def test_run_apply_and_rollback_over_a_url(served_repo: tuple[Path, str], tmp_path: Path) -> None:

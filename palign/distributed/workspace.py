@@ -22,7 +22,7 @@ from palign.engine.align import AlignContext
 from palign.engine.changes import commits_of_run
 from palign.engine.objects import Identity
 from palign.errors import GitCommandError, InfrastructureError
-from palign.model import PALIGN_NAMESPACE, AlignRequest, BranchResult, Status, pending_ref, staged_ref
+from palign.model import AlignRequest, BranchResult, Status, pending_ref, staged_ref
 from palign.scratch import ScratchStore
 from palign.transport import Mirror, parse_location
 
@@ -185,28 +185,28 @@ def ensure_pending(workspace: Workspace, results: Sequence[BranchResult]) -> Non
 
 
 def promote(workspace: Workspace, checked: Sequence[BranchResult]) -> None:
-    """After the checks: a passing result's pending ref becomes its staging ref, a failing
-    one's is dropped; one transaction, each ref under a lease (a repeat finds it done)."""
-    specs: list[str] = []
-    leases: dict[str, str] = {}
-    for result in checked:
-        if not result.new_sha or result.status not in (Status.ALIGNED, Status.MERGED, Status.FAILED_VALIDATION):
-            continue  # nothing was written for it
-        if result.status is not Status.FAILED_VALIDATION:
-            staged = staged_ref(workspace.run_id, result.branch_name)
-            specs.append(f"{result.new_sha}:{staged}")
-            leases[staged] = _ZERO
-        pending = pending_ref(workspace.run_id, result.branch_name)
-        specs.append(f":{pending}")
-        leases[pending] = result.new_sha
-    if not specs:
+    """After the checks: each passing result gets its staging ref (created only if absent;
+    a repeat finds it done). Pending refs stay, so a failing result can be inspected at
+    refs/palign/pending/RUN/BRANCH; deleting them here would make concurrent workers
+    contend for REPO's packed-refs lock."""
+    wanted = {
+        staged_ref(workspace.run_id, r.branch_name): r.new_sha
+        for r in checked
+        if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
+    }
+    if not wanted:
         return
+    # Pushed from the scratch store, which sees this machine's own results as well as the
+    # mirror's (a result aligned here may exist nowhere else on this machine).
+    source = None if workspace.mirror.writes_in_place else workspace.scratch.path
     try:
-        workspace.mirror.push(specs, leases=leases, atomic=True)
+        workspace.mirror.push(
+            [f"{sha}:{ref}" for ref, sha in wanted.items()],
+            leases={ref: _ZERO for ref in wanted},
+            atomic=True,
+            objects_from=source,
+        )
     except GitCommandError:
-        now = workspace.mirror.remote_refs(f"{PALIGN_NAMESPACE}staged/{workspace.run_id}/*")
-        for result in checked:
-            if result.status in (Status.ALIGNED, Status.MERGED) and result.new_sha:
-                if now.get(staged_ref(workspace.run_id, result.branch_name)) != result.new_sha:
-                    raise
-        # a repeated task: every passing result is staged already
+        now = workspace.mirror.remote_refs(*wanted)
+        if any(now.get(ref) != sha for ref, sha in wanted.items()):
+            raise
