@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,15 +122,9 @@ def publish(
     *,
     pending: bool = False,
 ) -> None:
-    """Push the aligned tips to REPO's staging refs, each created only if absent. A task
-    delivered twice writes the same commits (the run pins their time): a ref that already
-    holds the same sha is fine, one that holds another is an error."""
-    ref_of = pending_ref if pending else staged_ref
-    wanted = {
-        ref_of(workspace.run_id, r.branch_name): r.new_sha
-        for r in results
-        if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
-    }
+    """Write the aligned tips to REPO's staging refs (or, with `pending`, where they wait
+    for their checks), each created only if absent (see `_create_refs`)."""
+    wanted = _written_tips(workspace.run_id, results, pending_ref if pending else staged_ref)
     if not wanted:
         return
     # What REPO has below the new commits: the targets, the old tips, the lower branches'
@@ -146,30 +140,38 @@ def publish(
         workspace.mirror.copy_loose_objects(workspace.scratch.path, fresh)
         workspace.copied.update(fresh)
         objects_from = None
+    _create_refs(workspace, wanted, objects_from, have)
+
+
+def _written_tips(run_id: str, results: Sequence[BranchResult], ref_of: Callable[[str, str], str]) -> dict[str, str]:
+    """Ref -> new tip of each result that has one to publish (aligned, or merged already)."""
+    return {
+        ref_of(run_id, r.branch_name): str(r.new_sha)
+        for r in results
+        if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
+    }
+
+
+def _create_refs(
+    workspace: Workspace, wanted: dict[str, str], objects_from: Path | None, have: Sequence[str] | None = None
+) -> None:
+    """Create each ref of REPO in `wanted` (ref -> sha) only if absent, in one transaction.
+    A repeated task finds some or all of them written: the same sha is fine (the run pins
+    commit times, so a repeat writes the same commits), another sha is an error."""
+    specs = [f"{sha}:{ref}" for ref, sha in wanted.items()]
+    leases = {ref: _ZERO for ref in wanted}
     try:
-        workspace.mirror.push(
-            [f"{sha}:{ref}" for ref, sha in wanted.items()],
-            leases={ref: _ZERO for ref in wanted},
-            atomic=True,
-            objects_from=objects_from,
-            have=have,
-        )
+        workspace.mirror.push(specs, leases=leases, atomic=True, objects_from=objects_from, have=have)
         return
     except GitCommandError:
         existing = workspace.mirror.remote_refs(*wanted)
     clashes = [ref for ref, sha in wanted.items() if existing.get(ref) not in (None, sha)]
     if clashes:
-        raise InfrastructureError(f"staging refs hold other commits: {', '.join(clashes)}")
+        raise InfrastructureError(f"refs of this run hold other commits: {', '.join(clashes)}")
     missing = {ref: sha for ref, sha in wanted.items() if ref not in existing}
     if missing:
-        workspace.mirror.push(
-            [f"{sha}:{ref}" for ref, sha in missing.items()],
-            leases={ref: _ZERO for ref in missing},
-            atomic=True,
-            objects_from=objects_from,
-            have=have,
-        )
-    log.info("run %s: %d staging refs were already written (a repeated task)", workspace.run_id, len(existing))
+        _create_refs(workspace, missing, objects_from, have)
+    log.info("run %s: %d refs were already written (a repeated task)", workspace.run_id, len(existing))
 
 
 def ensure_pending(workspace: Workspace, results: Sequence[BranchResult]) -> None:
@@ -189,24 +191,9 @@ def promote(workspace: Workspace, checked: Sequence[BranchResult]) -> None:
     a repeat finds it done). Pending refs stay, so a failing result can be inspected at
     refs/palign/pending/RUN/BRANCH; deleting them here would make concurrent workers
     contend for REPO's packed-refs lock."""
-    wanted = {
-        staged_ref(workspace.run_id, r.branch_name): r.new_sha
-        for r in checked
-        if r.status in (Status.ALIGNED, Status.MERGED) and r.new_sha
-    }
+    wanted = _written_tips(workspace.run_id, checked, staged_ref)
     if not wanted:
         return
     # Pushed from the scratch store, which sees this machine's own results as well as the
     # mirror's (a result aligned here may exist nowhere else on this machine).
-    source = None if workspace.mirror.writes_in_place else workspace.scratch.path
-    try:
-        workspace.mirror.push(
-            [f"{sha}:{ref}" for ref, sha in wanted.items()],
-            leases={ref: _ZERO for ref in wanted},
-            atomic=True,
-            objects_from=source,
-        )
-    except GitCommandError:
-        now = workspace.mirror.remote_refs(*wanted)
-        if any(now.get(ref) != sha for ref, sha in wanted.items()):
-            raise
+    _create_refs(workspace, wanted, None if workspace.mirror.writes_in_place else workspace.scratch.path)
