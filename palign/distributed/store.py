@@ -67,9 +67,10 @@ def lock_key(repo_url: str, refname: str) -> str:
 # it; trips the circuit breaker when failures pass both the count and the percentage.
 _RECORD_RESULTS = """
 local run, results = KEYS[1], KEYS[2]
-local failures_at, percent_at = tonumber(ARGV[1]), tonumber(ARGV[2])
+local failures_at = tonumber(redis.call('HGET', run, 'breaker_failures') or '0') or 0
+local percent_at = tonumber(redis.call('HGET', run, 'breaker_percent') or '0') or 0
 local new = 0
-for i = 3, #ARGV, 3 do
+for i = 1, #ARGV, 3 do
   if redis.call('HSETNX', results, ARGV[i], ARGV[i + 1]) == 1 then
     new = new + 1
     redis.call('HINCRBY', run, 'done', 1)
@@ -181,8 +182,7 @@ class RunStore:
     # --- results, stops ---------------------------------------------------------------
 
     def record_results(self, run_id: str, results: Sequence[BranchResult]) -> Counters:
-        record = self.record_fields(run_id, "breaker_failures", "breaker_percent")
-        args: list[Any] = [int(record[0] or 0), int(record[1] or 0)]
+        args: list[Any] = []
         for result in results:
             args += [result.refname, json.dumps(result.to_json()), "1" if result.status.counts_as_failure else "0"]
         key = run_key(run_id)
