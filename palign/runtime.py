@@ -117,13 +117,13 @@ def blocked_result(request: AlignRequest, blocker: BranchResult) -> BranchResult
 StopCheck = Callable[[], "Status | None"]
 
 
-def stopped_result(request: AlignRequest, status: Status) -> BranchResult:
+def stopped_result(refname: str, target: str, old_sha: Sha, status: Status) -> BranchResult:
     """A branch a cancel or the circuit breaker kept from being aligned: left as it was."""
     cancelled = status is Status.CANCELLED
     reason = "the run was cancelled" if cancelled else "the run's circuit breaker stopped it"
     detected = "cancelled" if cancelled else "circuit_breaker"
     message = f"{reason} before this branch was aligned"
-    return unaligned(request.refname, request.target, request.old_sha, status, detected, message)
+    return unaligned(refname, target, old_sha, status, detected, message)
 
 
 Gate = Callable[[BranchResult], BranchResult]  # checks an aligned result (validation)
@@ -159,7 +159,7 @@ def align_levels(
             parent = done.get(request.parent) if request.parent else None
             halted = stop() if stop is not None else None
             if halted is not None:
-                result = stopped_result(request, halted)
+                result = stopped_result(request.refname, request.target, request.old_sha, halted)
             elif parent is not None and not parent.status.successful:
                 result = blocked_result(request, parent)
             else:

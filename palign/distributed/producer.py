@@ -25,7 +25,7 @@ from palign.errors import InputError, UnknownRun
 from palign.executor.local import Unit
 from palign.model import AlignRequest, BranchResult, Sha, Status, unaligned
 from palign.report import RunReport, from_record, to_record
-from palign.runtime import request_to_json
+from palign.runtime import request_to_json, stopped_result
 
 log = logging.getLogger("palign")
 
@@ -230,14 +230,11 @@ def _report(store: RunStore, run_id: str, record: dict[str, Any]) -> RunReport:
 
 
 def _unfinished(refname: str, planned: dict[str, Any], stopped: Status | None) -> BranchResult:
-    if stopped is Status.CANCELLED:
-        message, detected = "the run was cancelled before this branch was aligned", "cancelled"
-    elif stopped is Status.SKIPPED:
-        message, detected = "the run's circuit breaker stopped it before this branch", "circuit_breaker"
-    else:
-        message, detected = "its task was lost: a worker died more often than the task may be retried", "task_lost"
-    status = stopped or Status.ERROR
-    return unaligned(refname, planned["target"], Sha(planned["old_sha"]), status, detected, message)
+    old_sha = Sha(planned["old_sha"])
+    if stopped is not None:
+        return stopped_result(refname, planned["target"], old_sha, stopped)
+    message = "its task was lost: a worker died more often than the task may be retried"
+    return unaligned(refname, planned["target"], old_sha, Status.ERROR, "task_lost", message)
 
 
 def wait(

@@ -85,8 +85,9 @@ def _leave(**_: Any) -> None:
     workspace.close()
 
 
-def _failed(request: AlignRequest, message: str, detected: str) -> BranchResult:
-    return unaligned(request.refname, request.target, request.old_sha, Status.ERROR, detected, message)
+def _failed(branch: AlignRequest | BranchResult, message: str, detected: str) -> BranchResult:
+    """An `error` result for a branch (as requested, or as aligned but not checked)."""
+    return unaligned(branch.refname, branch.target, branch.old_sha, Status.ERROR, detected, message)
 
 
 class AlignTask(Task):  # type: ignore[misc]
@@ -247,20 +248,16 @@ def validate(self: ValidateTask, aligned: list[dict[str, Any]], job: dict[str, A
             _record(runs, run_id, checked)
         results = runs.results(run_id, names)
     except SoftTimeLimitExceeded:
-        failed = [_failed_result(r, "the checks ran past the task's time limit", "time_limit") for r in level]
+        failed = [_failed(r, "the checks ran past the task's time limit", "time_limit") for r in level]
         results = _record_and_read(runs, run_id, failed, names)
     except RETRYABLE as error:
         if self.request.retries < self.max_retries:
             log.warning("run %s: %s; retrying", run_id, error)
             raise self.retry(exc=error, countdown=min(60, 2 ** (self.request.retries + 1))) from None
-        failed = [_failed_result(r, f"infrastructure error after retries: {error}", "infrastructure") for r in level]
+        failed = [_failed(r, f"infrastructure error after retries: {error}", "infrastructure") for r in level]
         results = _record_and_read(runs, run_id, failed, names)
     lower = [r for r in aligned if r["refname"] not in set(names)]
     return lower + [results[name].to_json() for name in names]
-
-
-def _failed_result(result: BranchResult, message: str, detected: str) -> BranchResult:
-    return unaligned(result.refname, result.target, result.old_sha, Status.ERROR, detected, message)
 
 
 @app.task(name="palign.chunk_done", bind=True, max_retries=10)
