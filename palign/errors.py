@@ -2,16 +2,22 @@
 
     PalignError                      base of everything palign raises on purpose
     ├── InputError            (2)    the user asked for something that cannot be done
-    │   ├── RepositoryNotFound       REPO is not a repository, or cannot be reached
+    │   ├── RepositoryNotFound       REPO is not a repository, does not exist or refuses us
     │   ├── TransportRefused         REPO uses a transport outside the allow-list
     │   ├── UnknownTarget            an --onto ref does not exist
     │   ├── NoBranchMatched          the --branch globs select nothing
-    │   └── UnknownRun               a run id with no refs in REPO
-    └── InfrastructureError   (3)    git, the disk or a worker failed under us
-        └── GitCommandError          a git command exited non-zero unexpectedly
+    │   ├── UnknownRun               a run id with no refs in REPO or no record in the broker
+    │   └── UnrelatedHistories       two commits with no common history cannot be merged
+    └── InfrastructureError   (3)    git, the network, the broker, the disk or a worker failed
+        ├── GitCommandError          a git command exited non-zero unexpectedly
+        ├── RepositoryUnreachable    REPO could not be reached (network, DNS, a refused connection)
+        ├── BrokerUnavailable        Redis (the broker and run store) failed or cannot be reached
+        ├── MalformedRecord          a record read from the broker or a task message is not valid
+        └── RunTimeout               a distributed run did not end within the wait asked for
 
-Library errors (GitPython, pygit2, OSError) are translated into these at the module
-that owns the library; the CLI maps them to exit codes in one place (`exit_code_for`).
+Library errors are translated into these where the library is used: git subprocesses in
+`palign.git`, Redis in `palign.distributed.store`, Celery in `palign.distributed.client`.
+The CLI maps them to exit codes in one place (`exit_code_for`).
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ class UnknownRun(InputError):
     pass
 
 
+class UnrelatedHistories(InputError):
+    pass
+
+
 class InfrastructureError(PalignError):
     exit_code = ExitCode.INFRASTRUCTURE
 
@@ -64,8 +74,30 @@ class GitCommandError(InfrastructureError):
     def __init__(self, command: str, status: int, stderr: str) -> None:
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
         super().__init__(f"git {command} failed ({status}): {detail}")
+        self.command = command
         self.status = status
         self.stderr = stderr
+
+    @property
+    def last_line(self) -> str:
+        lines = [line.strip() for line in self.stderr.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit {self.status}"
+
+
+class RepositoryUnreachable(InfrastructureError):
+    pass
+
+
+class BrokerUnavailable(InfrastructureError):
+    pass
+
+
+class MalformedRecord(InfrastructureError):
+    pass
+
+
+class RunTimeout(InfrastructureError):
+    pass
 
 
 def exit_code_for(error: BaseException) -> ExitCode:

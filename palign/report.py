@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from palign.model import BranchResult
+from palign.errors import InputError, MalformedRecord
+from palign.model import ApplyOutcome, BranchResult, Status
+from palign.records import PlanInfo
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "report.schema.json"
 SCHEMA_VERSION = 1
@@ -28,7 +31,7 @@ class RunReport:
     cancelled: bool = False
     executor: str = "local"
     # From the plan, by branch name: category, cluster_id, stacked_on, confidence.
-    planned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    planned: dict[str, PlanInfo] = field(default_factory=dict)
 
     @property
     def successful(self) -> list[BranchResult]:
@@ -43,6 +46,21 @@ class RunReport:
         for result in self.results:
             counts[result.status.value] = counts.get(result.status.value, 0) + 1
         return counts
+
+    def note_applied(self, outcome: ApplyOutcome) -> None:
+        """What an apply did, in the run's report."""
+        by_name = {r.branch_name: r for r in self.results}
+        for name in outcome.applied + outcome.already:
+            by_name[name].applied = True
+        for name in outcome.stale:
+            by_name[name].status = Status.STALE
+            by_name[name].error_message = "the branch moved after it was planned; left alone"
+            by_name[name].errors_detected.append("stale_branch")
+        for name, reason in outcome.refused.items():
+            by_name[name].status = Status.ERROR
+            by_name[name].error_message = reason
+            by_name[name].errors_detected.append("apply_refused")
+        self.applied = True
 
 
 def _branch_json(result: BranchResult) -> dict[str, Any]:
@@ -64,6 +82,10 @@ def _branch_json(result: BranchResult) -> dict[str, Any]:
     }
 
 
+def _plan_json(info: PlanInfo | None) -> dict[str, Any]:
+    return info.to_json() if info is not None else {}
+
+
 def to_json(report: RunReport) -> dict[str, Any]:
     by_target: dict[str, dict[str, Any]] = {}
     for target, target_sha in report.targets.items():
@@ -76,7 +98,7 @@ def to_json(report: RunReport) -> dict[str, Any]:
             "successful": sum(r.status.successful for r in mine),
             "failed": sum(not r.status.successful for r in mine),
             "branches": [
-                {**_branch_json(r), **report.planned.get(r.branch_name, {})}
+                {**_branch_json(r), **_plan_json(report.planned.get(r.branch_name))}
                 for r in sorted(mine, key=lambda r: r.branch_name)
             ],
         }
@@ -116,11 +138,19 @@ def to_record(report: RunReport) -> dict[str, Any]:
         "circuit_breaker_triggered": report.circuit_breaker_triggered,
         "cancelled": report.cancelled,
         "executor": report.executor,
-        "planned": report.planned,
+        "planned": {name: info.to_json() for name, info in report.planned.items()},
     }
 
 
 def from_record(data: dict[str, Any]) -> RunReport:
+    """The report `to_record` wrote (read back from the broker)."""
+    try:
+        return _from_record(data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise MalformedRecord(f"not a run report: {error}") from None
+
+
+def _from_record(data: dict[str, Any]) -> RunReport:
     return RunReport(
         run_id=data["run_id"],
         repository=data["repository"],
@@ -133,7 +163,7 @@ def from_record(data: dict[str, Any]) -> RunReport:
         circuit_breaker_triggered=bool(data["circuit_breaker_triggered"]),
         cancelled=bool(data.get("cancelled", False)),
         executor=str(data.get("executor", "local")),
-        planned=dict(data.get("planned", {})),
+        planned={name: PlanInfo.from_json(info) for name, info in data.get("planned", {}).items()},
     )
 
 
@@ -181,6 +211,12 @@ def to_markdown(report: RunReport) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def check_writable(directory: Path) -> None:
+    """Refuse a report folder that exists but cannot be written, before the run starts."""
+    if directory.exists() and not os.access(directory, os.W_OK):
+        raise InputError(f"report folder is not writable: {directory}")
 
 
 def write(report: RunReport, directory: Path) -> tuple[Path, Path]:

@@ -1,8 +1,6 @@
 """Everything that talks to REPO: URL checks, the bare mirror in the cache, fetches and
-pushes with leases. Only this module runs git against another repository.
-
-Commands run through GitPython's `Git.execute` with an argument list (never a shell) in
-the environment of `ort.git_env`: hooks off, no prompts, transports allow-listed.
+pushes with leases. Only this module runs git against another repository (through
+`palign.git`, which owns every git process).
 """
 
 from __future__ import annotations
@@ -16,18 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
 from filelock import FileLock
 
+from palign import git
 from palign.errors import GitCommandError, RepositoryNotFound, TransportRefused
-from palign.gitenv import git_env
-from palign.model import PALIGN_NAMESPACE
+from palign.model import PALIGN_NAMESPACE, ZERO_SHA
+from palign.redact import redact_url
 
-ALLOWED_SCHEMES = ("file", "ssh", "https", "http", "git")
-# Pushing to a repository on this machine runs its receive-pack here: keep its hooks off too.
-_LOCAL_RECEIVE_PACK = "git -c core.hooksPath=/dev/null receive-pack"
+ALLOWED_SCHEMES = git.ALLOWED_PROTOCOLS
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
-_ZERO = "0" * 40
 _UNPACK_LIMIT = 100  # git's receive.unpackLimit default
 _AUTO_PACK_LIMIT = 50  # git's gc.autoPackLimit default
 
@@ -41,11 +36,7 @@ class RepoLocation:
 
     @property
     def display(self) -> str:
-        return str(self.local_path) if self.local_path is not None else _redact(self.url)
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//[^/@]*@", "//***@", url)
+        return str(self.local_path) if self.local_path is not None else redact_url(self.url)
 
 
 def parse_location(repo: str) -> RepoLocation:
@@ -77,58 +68,19 @@ def _local(path: Path, *, url: str | None) -> RepoLocation:
     return RepoLocation(url=url or str(resolved), local_path=resolved)
 
 
-def cache_dir() -> Path:
-    configured = os.environ.get("PALIGN_CACHE_DIR")
-    return Path(configured) if configured else Path(platformdirs.user_cache_dir("palign"))
-
-
-def _run_raw(args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
-    """Run git through GitPython (an argument list, never a shell) and return its output;
-    `stdin` feeds it refs, shas or a pack."""
-    import git  # GitPython: imported on first use, it costs a tenth of a second at start-up
-
-    command = ["git", *args]
-    name = next((a for a in args if not a.startswith("-") and "/" not in a), args[0] if args else "")
-    with tempfile.TemporaryFile() as source:
-        if stdin:
-            source.write(stdin)
-            source.seek(0)
-        try:
-            status, output, error_output = git.Git().execute(
-                command,
-                env=git_env(),
-                istream=source,
-                with_extended_output=True,
-                with_exceptions=False,
-                stdout_as_string=False,
-                strip_newline_in_stdout=False,
-            )
-        except FileNotFoundError as error:
-            raise GitCommandError(name, 127, f"git not found: {error}") from None
-    if status != 0:
-        text = error_output.decode(errors="replace") if isinstance(error_output, bytes) else str(error_output)
-        raise GitCommandError(name, int(status), text)
-    return bytes(output)
-
-
-def _run(args: Sequence[str]) -> str:
-    return _run_raw(args).decode("utf-8", "surrogateescape")
-
-
 class Mirror:
     """palign's bare mirror of REPO in the cache; one lock per mirror serialises fetches
     among the processes (and later the Celery workers) of this machine."""
 
-    def __init__(self, location: RepoLocation, root: Path | None = None) -> None:
+    def __init__(self, location: RepoLocation, cache_dir: Path) -> None:
         self.location = location
         key = hashlib.sha256(location.url.encode()).hexdigest()[:16]
         name = re.sub(r"[^A-Za-z0-9._-]", "_", location.url.rstrip("/").rsplit("/", 1)[-1])[:40]
-        base = root or cache_dir()
-        self.path = base / "mirrors" / f"{name}-{key}.git"
+        self.path = cache_dir / "mirrors" / f"{name}-{key}.git"
         self._lock = FileLock(str(self.path) + ".lock")
 
     def git(self, *args: str) -> str:
-        return _run(["--git-dir", str(self.path), *args])
+        return git.run_text(["--git-dir", str(self.path), *args])
 
     def sync(self) -> None:
         """Create the mirror or bring it up to date with every ref of REPO."""
@@ -142,9 +94,9 @@ class Mirror:
     def _clone(self) -> None:
         staging = self.path.with_name(self.path.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
-        _run(["init", "--quiet", "--bare", str(staging)])
-        _run(["--git-dir", str(staging), "config", "gc.auto", "0"])
-        _run(["--git-dir", str(staging), "config", "core.hooksPath", "/dev/null"])
+        git.run(["init", "--quiet", "--bare", str(staging)])
+        git.run(["--git-dir", str(staging), "config", "gc.auto", "0"])
+        git.run(["--git-dir", str(staging), "config", "core.hooksPath", "/dev/null"])
         objects = self._local_objects()
         if objects is not None:
             # A repository on this machine lends its objects instead of copying them; every
@@ -152,7 +104,7 @@ class Mirror:
             (staging / "objects" / "info" / "alternates").write_text(f"{objects}\n")
         try:
             self._fetch(staging)
-        except RepositoryNotFound:
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         staging.rename(self.path)
@@ -167,57 +119,47 @@ class Mirror:
 
     def _fetch(self, git_dir: Path | None = None) -> None:
         """Every ref of REPO but palign's own (runs' backups and staging stay in REPO)."""
-        try:
-            _run(
-                [
-                    "--git-dir",
-                    str(git_dir or self.path),
-                    "fetch",
-                    "--quiet",
-                    "--prune",
-                    "--no-write-fetch-head",
-                    "--end-of-options",
-                    self.location.url,
-                    "+refs/*:refs/*",
-                    f"^{PALIGN_NAMESPACE}*",
-                ]
-            )
-        except GitCommandError as error:
-            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+        self._read_remote(
+            "--git-dir",
+            str(git_dir or self.path),
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--no-write-fetch-head",
+            "--end-of-options",
+            self.location.url,
+            "+refs/*:refs/*",
+            f"^{PALIGN_NAMESPACE}*",
+        )
 
-    def fetch_namespace(self, kinds: Sequence[str], run_id: str) -> None:
-        """Bring a run's refs (and so their objects) from REPO into the mirror, which a push
-        needs: the regular sync leaves palign's own namespace out."""
-        if self._local_git_dir() is not None:
-            return  # a local REPO is written in place: no object travels
-        specs = [f"+{PALIGN_NAMESPACE}{kind}/{run_id}/*:{PALIGN_NAMESPACE}{kind}/{run_id}/*" for kind in kinds]
+    def _read_remote(self, *args: str) -> str:
+        """A git command that reads REPO, its failure told apart: not there, or unreachable."""
         try:
-            self.git("fetch", "--quiet", "--no-write-fetch-head", "--end-of-options", self.location.url, *specs)
+            return git.run_text(args)
         except GitCommandError as error:
-            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+            raise git.remote_failure(error, self.location.display) from None
 
-    def fetch_refs(self, refs: Sequence[str]) -> None:
-        """Fetch these refs of REPO (palign's own, say) into the mirror under their names."""
+    def fetch(self, refspecs: Sequence[str]) -> None:
+        """Fetch refs of REPO (palign's own, which the regular sync leaves out) into the
+        mirror, `+src:dst` each; a push of what they name needs their objects here."""
         if self._local_git_dir() is not None:
             return  # the mirror borrows a local REPO's objects: they are readable already
-        try:
-            self.git(
-                "fetch",
-                "--quiet",
-                "--no-write-fetch-head",
-                "--end-of-options",
-                self.location.url,
-                *(f"+{ref}:{ref}" for ref in refs),
-            )
-        except GitCommandError as error:
-            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+        self._read_remote(
+            "--git-dir",
+            str(self.path),
+            "fetch",
+            "--quiet",
+            "--no-write-fetch-head",
+            "--end-of-options",
+            self.location.url,
+            *refspecs,
+        )
 
     def remote_refs(self, *patterns: str) -> dict[str, str]:
         """Refs of REPO itself right now, name -> sha (for palign's namespace and leases)."""
-        try:
-            out = self.git("ls-remote", "--end-of-options", self.location.url, *patterns)
-        except GitCommandError as error:
-            raise RepositoryNotFound(f"cannot read repository {self.location.display}: {_last_line(error)}") from None
+        out = self._read_remote(
+            "--git-dir", str(self.path), "ls-remote", "--end-of-options", self.location.url, *patterns
+        )
         values: dict[str, str] = {}
         for line in out.splitlines():
             value, _, name = line.partition("\t")
@@ -248,14 +190,14 @@ class Mirror:
         if atomic:
             args.append("--atomic")
         if self.location.local_path is not None:
-            args.append(f"--receive-pack={_LOCAL_RECEIVE_PACK}")
+            args.append(f"--receive-pack={git.LOCAL_RECEIVE_PACK}")
         for ref, expected in (leases or {}).items():
-            args.append(f"--force-with-lease={ref}:{expected if expected != _ZERO else ''}")
+            args.append(f"--force-with-lease={ref}:{expected if expected != ZERO_SHA else ''}")
         # Chunks keep command lines bounded for very large runs; only atomic pushes must be one.
         chunk = len(specs) if atomic else 2000
         git_dir = str(objects_from or self.path)
         for start in range(0, len(specs), chunk):
-            _run(["--git-dir", git_dir, *args, "--end-of-options", self.location.url, *specs[start : start + chunk]])
+            git.run(["--git-dir", git_dir, *args, "--end-of-options", self.location.url, *specs[start : start + chunk]])
 
     @property
     def writes_in_place(self) -> bool:
@@ -305,7 +247,7 @@ class Mirror:
         if objects_from is not None and new:
             known = sorted(set(have)) if have is not None else sorted(set(self.ref_values("refs/").values()))
             revs = "\n".join([*new, "--not", *known]) + "\n"
-            pack = _run_raw(
+            pack = git.run(
                 ["--git-dir", str(objects_from), "pack-objects", "--revs", "--stdout", "-q"],
                 stdin=revs.encode(),
             )
@@ -313,23 +255,23 @@ class Mirror:
             # (one per Celery task) do not leave REPO with hundreds of packs to search.
             count = int.from_bytes(pack[8:12], "big") if len(pack) >= 12 else 0
             if count < _UNPACK_LIMIT:
-                _run_raw(["--git-dir", str(git_dir), "unpack-objects", "-q"], stdin=pack)
+                git.run(["--git-dir", str(git_dir), "unpack-objects", "-q"], stdin=pack)
             else:
-                _run_raw(["--git-dir", str(git_dir), "index-pack", "--stdin", "--fix-thin"], stdin=pack)
+                git.run(["--git-dir", str(git_dir), "index-pack", "--stdin", "--fix-thin"], stdin=pack)
                 # ... and like a push, let git consolidate packs once there are too many
                 # (in the foreground: a detached gc would race the next write).
                 if len(list((git_dir / "objects" / "pack").glob("*.pack"))) > _AUTO_PACK_LIMIT:
-                    _run_raw(["--git-dir", str(git_dir), "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"])
+                    git.run(["--git-dir", str(git_dir), "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"])
         lines = []
         for source, ref in updates:
             expected = leases.get(ref)
             if not source:
                 lines.append(f"delete {ref} {expected or ''}".rstrip())
-            elif expected is None or expected in ("", _ZERO):
+            elif expected is None or expected in ("", ZERO_SHA):
                 lines.append(f"create {ref} {source}")
             else:
                 lines.append(f"update {ref} {source} {expected}")
-        _run_raw(["--git-dir", str(git_dir), "update-ref", "--stdin"], stdin=("\n".join(lines) + "\n").encode())
+        git.run(["--git-dir", str(git_dir), "update-ref", "--stdin"], stdin=("\n".join(lines) + "\n").encode())
 
     def ref_values(self, pattern: str) -> dict[str, str]:
         """Refs of the mirror under `pattern` (as of the last sync), name -> sha."""
@@ -340,23 +282,12 @@ class Mirror:
             values[name] = value
         return values
 
-    def config_value(self, key: str) -> str | None:
-        try:
-            return self.git("config", "--get", key).strip() or None
-        except GitCommandError:
-            return None
-
-
-def _last_line(error: GitCommandError) -> str:
-    lines = [line.strip() for line in error.stderr.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else f"exit {error.status}"
-
 
 def checked_out_branches(location: RepoLocation) -> set[str]:
     """Branches checked out in REPO's working trees (git refuses to move those by push)."""
     if location.local_path is None or not (location.local_path / ".git").exists():
         return set()
-    out = _run(["-C", str(location.local_path), "worktree", "list", "--porcelain"])
+    out = git.run_text(["-C", str(location.local_path), "worktree", "list", "--porcelain"])
     return {line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("branch ")}
 
 
@@ -380,7 +311,7 @@ def commit_settings(location: RepoLocation) -> dict[str, str]:
     args = ["-C", str(location.local_path)] if location.local_path is not None else []
     pattern = "^(" + "|".join(re.escape(key.lower()) for key in COMMIT_SETTINGS) + ")$"
     try:
-        out = _run([*args, "config", "--null", "--get-regexp", pattern])
+        out = git.run_text([*args, "config", "--null", "--get-regexp", pattern])
     except GitCommandError:
         return {}  # none of them is set
     values: dict[str, str] = {}

@@ -20,7 +20,7 @@ from gitrepo import GitError, hermetic_env, run_git
 
 from palign.engine import ort
 from palign.engine.align import AlignContext, align_branch
-from palign.engine.objects import Identity
+from palign.model import Identity
 from palign.model import AlignRequest, BranchResult, Sha, Status, Strategy
 
 BRANCH_PREFIX = "refs/heads/"

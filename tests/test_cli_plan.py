@@ -175,12 +175,13 @@ def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path
 
 
 def test_facts_gathered_in_shares_give_the_same_plan(demo_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from palign import service
+    from palign import prepare
     from palign.planner.planfile import write_plan
+    from palign.settings import Settings
 
-    options = service.RunOptions(repo=str(demo_repo), targets=["main"], workers=2)
-    alone = write_plan(service.prepare(options).plan)
-    monkeypatch.setattr(service, "_PARALLEL_FACTS_FROM", 1)  # as for a large run: shares over 2 processes
-    shared = write_plan(service.prepare(options).plan)
+    options = prepare.RunOptions(repo=str(demo_repo), targets=["main"], workers=2)
+    alone = write_plan(prepare.prepare(options, Settings.load()).plan)
+    monkeypatch.setattr(prepare, "_PARALLEL_FACTS_FROM", 1)  # as for a large run: shares over 2 processes
+    shared = write_plan(prepare.prepare(options, Settings.load()).plan)
     assert shared == alone
     assert json.loads(shared)["branches"]

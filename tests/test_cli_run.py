@@ -12,6 +12,7 @@ import pytest
 from palign.demo import build_demo_repository
 from palign.report import SCHEMA_PATH
 from tests.conftest import git_out, refs_snapshot, run_palign
+from tests.services import free_port
 
 
 @pytest.fixture
@@ -177,12 +178,11 @@ def test_file_url_works_like_a_path(demo_repo: Path, tmp_path: Path) -> None:
         (["run", "{repo}", "--onto", "main", "--strategy", "squash"], "squash"),
         (["run", "{repo}", "--onto", "main", "--workers", "-1"], "--workers"),
         (["run", "file:///nonexistent/repo.git", "--onto", "main"], "repository not found"),
-        (["run", "http://127.0.0.1:9/nothing.git", "--onto", "main"], "cannot read repository"),
         (["run", "ext::sh -c touch% {marker}", "--onto", "main"], "transport refused"),
         (["run", "fd::3", "--onto", "main"], "transport refused"),
         (["run", "ftp://example.invalid/x.git", "--onto", "main"], "transport refused"),
         (["apply", "{repo}", "20990101-000000-abcdef"], "unknown run id"),
-        (["rollback", "{repo}", "--nope"], ""),
+        (["rollback", "{repo}", "--nope"], "no such option '--nope'"),
         (["run", "{repo}"], "--onto"),
     ],
 )
@@ -201,6 +201,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert refs_snapshot(demo_repo) == before
     assert not (tmp_path / "palign-report").exists()
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/nothing.git", "git://127.0.0.1:{port}/nothing.git"])
+def test_an_unreachable_repository_is_infrastructure_exit_3(tmp_path: Path, url: str) -> None:
+    """Nothing listens on the port: the network is in the way, not the user's input."""
+    result = run_palign("run", url.format(port=free_port()), "--onto", "main", cwd=tmp_path)
+    assert result.code == 3, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("palign: error: cannot read repository"), result.stderr
+    assert not (tmp_path / "palign-report").exists()
 
 
 def test_demo_prints_summary_and_report(tmp_path: Path) -> None:

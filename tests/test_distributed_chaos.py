@@ -165,9 +165,10 @@ def test_a_task_delivered_twice_gives_the_same_result_and_refs(
     original = json.loads(client.get(f"celery-task-meta-{run_id}.1.0") or "{}")
     job = original["args"][-1]
 
-    from palign.distributed import app as app_module
+    from palign.distributed.app import make_app
+    from palign.settings import Settings
 
-    app = app_module.configure(redis_server.url)
+    app = make_app(Settings.load(broker_url=redis_server.url))
     align = app.tasks["palign.align"]
     # Delivered again after the run: the stored results come back, nothing is written.
     again = align.apply_async(args=[[], job], task_id=f"{run_id}.again").get(timeout=60)

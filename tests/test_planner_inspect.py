@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gitrepo import GitRepo  # noqa: E402
 
 from palign.errors import InputError  # noqa: E402
-from palign.planner.inspect import gather_facts  # noqa: E402
+from palign.engine.facts import gather_facts  # noqa: E402
 from palign.planner.model import BranchFacts, Category  # noqa: E402
 from palign.planner.plan import make_plan  # noqa: E402
 

@@ -51,3 +51,13 @@ def test_apply_from_another_machine_with_an_empty_cache(
     applied = run_palign("apply", url, run_id)
     assert applied.code == 0, applied.stdout + applied.stderr
     assert "6 applied" in applied.stdout  # three stacks of two; the docs branches were up to date
+
+
+def test_a_repository_the_server_does_not_have_is_bad_input(served_repo: tuple[Path, str], tmp_path: Path) -> None:
+    """The server answers, but has no such repository: exit 2 (not an outage), one line."""
+    _, url = served_repo
+    missing = url.rsplit("/", 1)[0] + "/no-such-repository.git"
+    result = run_palign("run", missing, "--onto", "main", cwd=tmp_path)
+    assert result.code == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot read repository" in lines[0], result.stderr

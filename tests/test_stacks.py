@@ -9,8 +9,8 @@ from pathlib import Path
 import pygit2
 
 from palign.engine import ort
-from palign.model import AlignRequest, Sha, Status, Strategy
-from palign.runtime import align_stack, request_from_json, request_to_json
+from palign.executor.unit import align_stack
+from palign.model import AlignRequest, Identity, Sha, Status, Strategy
 from tests.gitrepo import GitRepo
 
 
@@ -28,7 +28,7 @@ def _request(repo: GitRepo, name: str, parent: str | None, strategy: Strategy = 
 def _run(repo: GitRepo, levels: list[list[AlignRequest]]) -> dict[str, dict]:  # type: ignore[type-arg]
     try:
         results = align_stack(
-            str(repo.path), ("Tester", "tester@example.com"), [[request_to_json(r) for r in level] for level in levels]
+            str(repo.path), Identity("Tester", "tester@example.com"), [[r.to_json() for r in level] for level in levels]
         )
     finally:
         ort.close_all()
@@ -136,4 +136,4 @@ def test_request_round_trips_through_json() -> None:
         parent_old=Sha("3" * 40),
         onto=Sha("4" * 40),
     )
-    assert request_from_json(request_to_json(request)) == request
+    assert AlignRequest.from_json(request.to_json()) == request

@@ -1,8 +1,9 @@
 """The Celery app: palign's tasks and the settings that make long git tasks safe.
 
-`celery -A palign.distributed.app worker` and `palign worker` start the same worker. The
-broker comes from PALIGN_BROKER_URL (or `--broker`); see `settings`. The settings and
-the traps behind them are explained in workers/README.md.
+`make_app(settings)` builds it for one entry point (`palign worker`, `palign flower`, a
+producer); nothing is configured on import. `celery -A palign.distributed.app worker`
+works too: the module's `app` attribute is built, on first use, from the environment.
+The settings and the traps behind them are explained in workers/README.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from celery import Celery
 from celery.app.amqp import AMQP
 from kombu.entity import Queue
 
-from palign.distributed.settings import DEFAULT_PRIORITY, QUEUES, DistributedSettings
+from palign.distributed import tasks, worker
+from palign.settings import QUEUES, DistributedSettings, Settings
+
+DEFAULT_PRIORITY = 5  # Redis: 0 runs first, 9 last
 
 
 class ShadowNamedAMQP(AMQP):  # type: ignore[misc]
@@ -29,7 +33,14 @@ class ShadowNamedAMQP(AMQP):  # type: ignore[misc]
         return message
 
 
-app = Celery("palign", set_as_current=False, amqp=ShadowNamedAMQP)
+def make_app(settings: Settings) -> Celery:
+    """A Celery app for palign's tasks, configured by `settings` (which must carry the
+    distributed settings)."""
+    app = Celery("palign", set_as_current=False, amqp=ShadowNamedAMQP)
+    app.conf.update(celery_config(settings.broker))
+    tasks.register(app)
+    worker.attach(settings)
+    return app
 
 
 def celery_config(settings: DistributedSettings) -> dict[str, Any]:
@@ -88,10 +99,10 @@ def celery_config(settings: DistributedSettings) -> dict[str, Any]:
         "task_default_queue": "align",
         "task_default_priority": DEFAULT_PRIORITY,
         "task_routes": {
-            "palign.align": {"queue": "align"},
-            "palign.validate": {"queue": "validate"},
-            "palign.chunk_done": {"queue": "report"},
-            "palign.chunk_failed": {"queue": "report"},
+            tasks.ALIGN: {"queue": "align"},
+            tasks.VALIDATE: {"queue": "validate"},
+            tasks.CHUNK_DONE: {"queue": "report"},
+            tasks.CHUNK_FAILED: {"queue": "report"},
         },
         "worker_hijack_root_logger": False,
         "broker_channel_error_retry": True,
@@ -110,16 +121,15 @@ def _backend_url(url: str) -> str:
     return url + ("&" if "?" in url else "?") + "ssl_cert_reqs=required"
 
 
-def configure(broker_url: str | None = None) -> Celery:
-    """The app, configured for `broker_url` (default: PALIGN_BROKER_URL)."""
-    global current
-    current = DistributedSettings.from_env(broker_url)
-    app.conf.update(celery_config(current))
-    return app
+_from_environment: Celery | None = None
 
 
-current: DistributedSettings
-
-
-configure()
-import palign.distributed.tasks  # noqa: E402,F401  (registers the tasks on `app`)
+def __getattr__(name: str) -> Any:
+    """`celery -A palign.distributed.app ...`: Celery's own command line is an entry point
+    too; it gets an app built from the environment when it first asks for one."""
+    global _from_environment
+    if name != "app":
+        raise AttributeError(name)
+    if _from_environment is None:
+        _from_environment = make_app(Settings.load(distributed=True))
+    return _from_environment

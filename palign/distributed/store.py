@@ -13,42 +13,54 @@
     palign:check:<sha256>              string a check's result for (tree, command) (expiring)
 
 Celery's own keys (queues, unacked, celery-task-meta-*) are Celery's business.
+
+Every Redis error is translated here, in the method that meets it, into
+`BrokerUnavailable`; records read back are decoded into the typed records of
+`palign.records` (a malformed one is `MalformedRecord`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from redis.retry import Retry
 
-from palign.errors import InfrastructureError, UnknownRun
-from palign.model import BranchResult, Status
+from palign.errors import BrokerUnavailable, MalformedRecord, UnknownRun
+from palign.model import AlignRequest, BranchResult, Status
+from palign.records import QueuedBranch, RunRecord, RunState
+
+Params = ParamSpec("Params")
+Returned = TypeVar("Returned")
 
 
-class RunState(str, Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINISHED = "finished"
-    CANCELLED = "cancelled"
+def _translated(method: Callable[Params, Returned]) -> Callable[Params, Returned]:
+    """Redis errors of `method` become `BrokerUnavailable` (infrastructure: exit 3)."""
 
-    @property
-    def final(self) -> bool:
-        return self in (RunState.FINISHED, RunState.CANCELLED)
+    @functools.wraps(method)
+    def call(*args: Params.args, **kwargs: Params.kwargs) -> Returned:
+        try:
+            return method(*args, **kwargs)
+        except RedisError as error:
+            raise BrokerUnavailable(f"the broker failed: {type(error).__name__}: {error}") from error
+
+    return call
 
 
 RUNS = "palign:runs"
+CHECK_PREFIX = "palign:check:"
 
 
 def run_key(run_id: str) -> str:
@@ -117,70 +129,89 @@ class RunStore:
                 self.url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(NoBackoff(), 1)
             ).ping()
         except (RedisConnectionError, RedisTimeoutError) as error:
-            raise InfrastructureError(f"cannot reach the broker: {error}") from None
+            raise BrokerUnavailable(f"cannot reach the broker: {error}") from None
 
     # --- runs -------------------------------------------------------------------------
 
+    @_translated
     def create(
         self,
-        run_id: str,
-        record: dict[str, Any],
-        branches: dict[str, dict[str, Any]],
+        record: RunRecord,
+        branches: Sequence[QueuedBranch],
         ttl: int,
-        jobs: list[list[list[dict[str, Any]]]] | None = None,
+        jobs: Sequence[Sequence[Sequence[AlignRequest]]] = (),
     ) -> None:
-        key = run_key(run_id)
-        fields = {name: json.dumps(value) for name, value in record.items()}
+        """Write a new run: its record, its planned branches and its tasks' work (by task
+        number, to send again what Redis may lose)."""
+        key = run_key(record.run_id)
+        fields = {name: json.dumps(value) for name, value in record.to_fields().items()}
         with self.redis.pipeline() as pipe:
             pipe.hset(key, mapping={**fields, "state": RunState.QUEUED.value, "done": 0, "failures": 0})
             for start in range(0, len(branches), 5000):
-                chunk = dict(list(branches.items())[start : start + 5000])
-                pipe.hset(f"{key}:branches", mapping={ref: json.dumps(b) for ref, b in chunk.items()})
-            for start in range(0, len(jobs or []), 1000):
-                pipe.hset(
-                    f"{key}:jobs",
-                    mapping={str(start + i): json.dumps(j) for i, j in enumerate((jobs or [])[start : start + 1000])},
-                )
-            pipe.zadd(RUNS, {run_id: time.time()})
+                mapping = {b.refname: json.dumps(b.to_json()) for b in branches[start : start + 5000]}
+                pipe.hset(f"{key}:branches", mapping=mapping)
+            for start in range(0, len(jobs), 1000):
+                mapping = {
+                    str(start + i): json.dumps([[r.to_json() for r in level] for level in job])
+                    for i, job in enumerate(jobs[start : start + 1000])
+                }
+                pipe.hset(f"{key}:jobs", mapping=mapping)
+            pipe.zadd(RUNS, {record.run_id: time.time()})
             for suffix in ("", ":branches", ":jobs"):
                 pipe.expire(key + suffix, ttl)
             pipe.execute()
 
-    def record(self, run_id: str) -> dict[str, Any]:
+    @_translated
+    def record(self, run_id: str) -> RunRecord:
         raw = self.redis.hgetall(run_key(run_id))
         if not raw:
             raise UnknownRun(f"unknown run id: {run_id} (no record in the broker; records expire after the run's TTL)")
-        out: dict[str, Any] = {}
+        fields: dict[str, Any] = {}
         for name, value in raw.items():
             try:
-                out[name] = json.loads(value)
+                fields[name] = json.loads(value)
             except ValueError:
-                out[name] = value
-        return out
+                fields[name] = value  # written as plain text (the state)
+        return RunRecord.from_fields(run_id, fields)
 
+    @_translated
     def state(self, run_id: str) -> RunState:
         value = self.redis.hget(run_key(run_id), "state")
         if value is None:
             raise UnknownRun(f"unknown run id: {run_id}")
-        return RunState(value)
+        try:
+            return RunState(value)
+        except ValueError:
+            raise MalformedRecord(f"run {run_id}: not a run state: {value!r}") from None
 
-    def set_fields(self, run_id: str, **fields: Any) -> None:
-        self.redis.hset(run_key(run_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+    @_translated
+    def note_apply_error(self, run_id: str, message: str) -> None:
+        self.redis.hset(run_key(run_id), "apply_error", json.dumps(message))
 
+    @_translated
     def mark_running(self, run_id: str) -> None:
         key = run_key(run_id)
         if self.redis.hsetnx(key, "started_at", json.dumps(time.time())):
             self.redis.hset(key, "state", RunState.RUNNING.value)
             self.event(run_id, {"type": "state", "state": RunState.RUNNING.value})
 
-    def branches(self, run_id: str) -> dict[str, dict[str, Any]]:
-        return {ref: json.loads(v) for ref, v in self.redis.hgetall(f"{run_key(run_id)}:branches").items()}
+    @_translated
+    def branches(self, run_id: str) -> dict[str, QueuedBranch]:
+        raw = self.redis.hgetall(f"{run_key(run_id)}:branches")
+        return {ref: QueuedBranch.from_json(ref, _decoded(v)) for ref, v in raw.items()}
 
-    def jobs(self, run_id: str) -> dict[int, list[list[dict[str, Any]]]]:
-        return {int(n): json.loads(v) for n, v in self.redis.hgetall(f"{run_key(run_id)}:jobs").items()}
+    @_translated
+    def jobs(self, run_id: str) -> dict[int, list[list[AlignRequest]]]:
+        """The work of each task of the run, by task number (kept until the run ends)."""
+        raw = self.redis.hgetall(f"{run_key(run_id)}:jobs")
+        return {
+            int(number): [[AlignRequest.from_json(r) for r in level] for level in _decoded(levels)]
+            for number, levels in raw.items()
+        }
 
     # --- results, stops ---------------------------------------------------------------
 
+    @_translated
     def record_results(self, run_id: str, results: Sequence[BranchResult]) -> Counters:
         args: list[Any] = []
         for result in results:
@@ -195,9 +226,12 @@ class RunStore:
                 pipe.execute()
         return Counters(int(new), int(done), int(failures))
 
-    def record_fields(self, run_id: str, *names: str) -> list[Any]:
-        return [json.loads(v) if v is not None else None for v in self.redis.hmget(run_key(run_id), list(names))]
+    @_translated
+    def total(self, run_id: str) -> int:
+        """How many branches the run has."""
+        return int(_decoded(self.redis.hget(run_key(run_id), "total") or "0"))
 
+    @_translated
     def results(self, run_id: str, refnames: Iterable[str] | None = None) -> dict[str, BranchResult]:
         key = f"{run_key(run_id)}:results"
         if refnames is None:
@@ -205,8 +239,9 @@ class RunStore:
         else:
             names = list(refnames)
             raw = {n: v for n, v in zip(names, self.redis.hmget(key, names), strict=True) if v is not None}
-        return {ref: BranchResult.from_json(json.loads(v)) for ref, v in raw.items()}
+        return {ref: BranchResult.from_json(_decoded(v)) for ref, v in raw.items()}
 
+    @_translated
     def stop_reason(self, run_id: str) -> Status | None:
         """Why a branch not yet aligned must not be: cancelled, or the breaker tripped."""
         cancel, breaker = self.redis.hmget(run_key(run_id), ["cancel_requested", "circuit_breaker_triggered"])
@@ -216,6 +251,7 @@ class RunStore:
             return Status.SKIPPED
         return None
 
+    @_translated
     def cancel(self, run_id: str) -> RunState:
         state = self.state(run_id)
         if not state.final:
@@ -225,6 +261,7 @@ class RunStore:
 
     # --- the end of a run --------------------------------------------------------------
 
+    @_translated
     def chunk_finished(self, run_id: str, chunk: int) -> bool:
         """Note that a chunk of the canvas ended; True once every chunk has."""
         key = run_key(run_id)
@@ -236,13 +273,16 @@ class RunStore:
             added, finished, total, _ = pipe.execute()
         return int(finished) >= int(json.loads(total))
 
+    @_translated
     def claim_finish(self, run_id: str) -> bool:
         """Exactly one caller finishes a run (a failed finisher gives the claim back)."""
         return bool(self.redis.hsetnx(run_key(run_id), "finishing", json.dumps(time.time())))
 
+    @_translated
     def release_finish(self, run_id: str) -> None:
         self.redis.hdel(run_key(run_id), "finishing")
 
+    @_translated
     def finish(self, run_id: str, report: dict[str, Any], state: RunState) -> None:
         key = run_key(run_id)
         ttl = int(self.redis.ttl(key) or 0)
@@ -256,12 +296,20 @@ class RunStore:
             pipe.execute()
         self.event(run_id, {"type": "state", "state": state.value})
 
+    @_translated
     def report(self, run_id: str) -> dict[str, Any] | None:
+        """The finished run's report (`palign.report.to_record`), or None before."""
         raw = self.redis.get(f"{run_key(run_id)}:report")
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        data = _decoded(raw)
+        if not isinstance(data, dict):
+            raise MalformedRecord(f"run {run_id}: the stored report is not an object")
+        return data
 
     # --- progress events ------------------------------------------------------------------
 
+    @_translated
     def event(self, run_id: str, event: dict[str, Any]) -> None:
         self._add_event(self.redis, run_id, event)
 
@@ -274,20 +322,23 @@ class RunStore:
             approximate=True,
         )
 
+    @_translated
     def events(self, run_id: str, after: str = "0", block_ms: int = 1000) -> list[tuple[str, dict[str, Any]]]:
         """Events after the id `after`, waiting up to `block_ms` for the first."""
         reply = self.redis.xread({f"{run_key(run_id)}:events": after}, count=10_000, block=block_ms)
         out: list[tuple[str, dict[str, Any]]] = []
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
-                out.append((entry_id, json.loads(fields["data"])))
+                out.append((entry_id, _decoded(fields["data"])))
         return out
 
     # --- live workers ---------------------------------------------------------------------
 
+    @_translated
     def register_worker(self, hostname: str, processes: int, ttl: int = 30) -> None:
         self.redis.set(WORKER_PREFIX + hostname, processes, ex=ttl)
 
+    @_translated
     def worker_processes(self) -> int:
         """Processes of the workers alive now (0 when none has registered)."""
         keys = list(self.redis.scan_iter(WORKER_PREFIX + "*", count=1000))
@@ -298,6 +349,16 @@ class RunStore:
     def branch_locks(self, repo_url: str, refnames: Sequence[str], owner: str) -> BranchLocks:
         return BranchLocks(self.redis, repo_url, refnames, owner)
 
+    def check_cache(self) -> RedisCheckCache:
+        return RedisCheckCache(self.redis)
+
+
+def _decoded(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise MalformedRecord(f"not JSON: {raw[:80]!r}") from None
+
 
 class RedisCheckCache:
     """Check results shared by every worker: a tree checked on one machine is not checked
@@ -307,12 +368,15 @@ class RedisCheckCache:
         self.client = client
         self.ttl = ttl
 
+    @_translated
     def get(self, key: str) -> dict[str, Any] | None:
-        raw = self.client.get(f"palign:check:{key}")
-        return json.loads(raw) if raw else None
+        raw = self.client.get(CHECK_PREFIX + key)
+        found = _decoded(raw) if raw else None
+        return found if isinstance(found, dict) else None
 
+    @_translated
     def put(self, key: str, record: dict[str, Any]) -> None:
-        self.client.set(f"palign:check:{key}", json.dumps(record), ex=self.ttl)
+        self.client.set(CHECK_PREFIX + key, json.dumps(record), ex=self.ttl)
 
 
 class BranchLocks:
@@ -327,6 +391,7 @@ class BranchLocks:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
+    @_translated
     def acquire(self, wait_seconds: float) -> list[str]:
         """Take every lock, waiting up to `wait_seconds` in all; returns the refs whose
         lock another run holds (those branches must not be aligned now)."""
@@ -343,6 +408,7 @@ class BranchLocks:
             self._renewer.start()
         return busy
 
+    @_translated
     def holder(self, ref: str) -> str | None:
         value = self.locks[ref].redis.get(self.locks[ref].name)
         return value.decode() if isinstance(value, bytes) else value

@@ -10,7 +10,7 @@ import pygit2
 from palign.engine import ort
 from palign.engine.attributes import NAME as ATTRIBUTES_FILE
 from palign.engine.attributes import attribute_files, merge_attributes
-from palign.engine.objects import CommitStyle, Identity, replay_commit, write_commit
+from palign.engine.objects import CommitStyle, replay_commit, write_commit
 from palign.engine.selection import PatchKeyCache, is_empty, select_commits
 from palign.engine.textmerge import disjoint_merge
 from palign.engine.treeops import (
@@ -24,7 +24,7 @@ from palign.engine.treeops import (
     interactions,
     subset,
 )
-from palign.model import AlignRequest, BranchResult, Conflict, Sha, Status, Strategy
+from palign.model import AlignRequest, BranchResult, Conflict, Identity, Sha, Status, Strategy
 
 
 @dataclass

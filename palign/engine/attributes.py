@@ -10,13 +10,7 @@ the merge-tree process as core.attributesFile.
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import pygit2
-
-from palign.gitenv import git_env
 
 TREE_MODE = pygit2.enums.FileMode.TREE
 NAME = ".gitattributes"
@@ -81,22 +75,3 @@ def merge_attributes(repo: pygit2.Repository, files: list[tuple[str, pygit2.Oid]
             if rooted is not None:
                 lines.append(rooted)
     return b"\n".join(lines) + b"\n" if lines else b""
-
-
-def global_attributes_file() -> Path | None:
-    """The user's global attributes file, as git would find it (config, then XDG)."""
-    try:
-        configured = subprocess.run(
-            ["git", "config", "--global", "--path", "core.attributesFile"],
-            capture_output=True,
-            text=True,
-            env=git_env(),
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        configured = ""
-    if configured:
-        return Path(configured)
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    candidate = Path(xdg) / "git" / "attributes"
-    return candidate if candidate.exists() else None

@@ -8,14 +8,12 @@ a worker started another way fills it lazily, one batch per branch.
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pygit2
 
-from palign.gitenv import git_env
+from palign import git
 
 SORT = pygit2.enums.SortMode
 
@@ -54,42 +52,23 @@ _DIFF_TREE = ["diff-tree", "--stdin", "-r", "-z", "--no-renames", "--root", "--a
 
 
 class PendingDiff:
-    """`git diff-tree` of many commits running in the background, with files for its input
-    and output (no thread, no pipe to keep draining): worker processes may fork meanwhile."""
+    """`git diff-tree` of many commits running in the background (worker processes may
+    fork meanwhile)."""
 
     def __init__(self, git_dir: str, commits: list[str]) -> None:
         self.commits = commits
-        self._input = tempfile.TemporaryFile()
-        self._input.write("".join(f"{c}\n" for c in commits).encode())
-        self._input.seek(0)
-        self._output = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(
-            ["git", "--git-dir", git_dir, *_DIFF_TREE],
-            stdin=self._input,
-            stdout=self._output,
-            stderr=subprocess.DEVNULL,
-            env=git_env(),
-        )
+        self._process = git.Background(["--git-dir", git_dir, *_DIFF_TREE], _lines(commits))
 
     def result(self) -> dict[str, CommitChanges]:
-        status = self._process.wait()
-        self._input.close()
-        with self._output:
-            if status != 0:
-                raise subprocess.CalledProcessError(status, "git diff-tree")
-            self._output.seek(0)
-            return _parse_raw(self._output.read(), self.commits)
+        return _parse_raw(self._process.result(), self.commits)
+
+
+def _lines(commits: Iterable[str]) -> bytes:
+    return "".join(f"{c}\n" for c in commits).encode()
 
 
 def _diff_tree(git_dir: str, commits: list[str]) -> dict[str, CommitChanges]:
-    proc = subprocess.run(
-        ["git", "--git-dir", git_dir, *_DIFF_TREE],
-        input="".join(f"{c}\n" for c in commits).encode(),
-        capture_output=True,
-        env=git_env(),
-        check=True,
-    )
-    return _parse_raw(proc.stdout, commits)
+    return _parse_raw(git.run(["--git-dir", git_dir, *_DIFF_TREE], stdin=_lines(commits)), commits)
 
 
 def _parse_raw(output: bytes, commits: list[str]) -> dict[str, CommitChanges]:
@@ -117,13 +96,14 @@ def _parse_raw(output: bytes, commits: list[str]) -> dict[str, CommitChanges]:
 PRELOAD_LIMIT = 50_000
 
 
-def commits_of_run(repo: pygit2.Repository, target: pygit2.Oid, branches: Iterable[pygit2.Oid]) -> list[str]:
-    """The non-merge commits rebasing `branches` onto `target` may diff: everything since
-    their common fork point, in one walk (a superset of each branch's own range and of the
-    target commits since it forked)."""
-    tips = list(dict.fromkeys(branches))
+def commits_of_run(repo: pygit2.Repository, target_sha: str, branches: Iterable[str]) -> list[str]:
+    """The non-merge commits rebasing `branches` (shas) onto `target_sha` may diff:
+    everything since their common fork point, in one walk (a superset of each branch's own
+    range and of the target commits since it forked)."""
+    tips = [pygit2.Oid(hex=sha) for sha in dict.fromkeys(branches)]
     if not tips:
         return []
+    target = pygit2.Oid(hex=target_sha)
     base = repo.merge_base_octopus([target, *tips])
     if base is None:
         return []  # unrelated histories: let each worker diff its own range
@@ -146,17 +126,14 @@ def touched_between(git_dir: str, pairs: Iterable[tuple[str, str]]) -> dict[tupl
     wanted = list(dict.fromkeys(pairs))
     if not wanted:
         return {}
-    proc = subprocess.run(
-        ["git", "--git-dir", git_dir, "diff-tree", "--stdin", "-r", "-z", "--no-renames", "--always", "--name-only"],
-        input="".join(f"{new} {old}\n" for old, new in wanted).encode(),
-        capture_output=True,
-        env=git_env(),
-        check=True,
+    output = git.run(
+        ["--git-dir", git_dir, "diff-tree", "--stdin", "-r", "-z", "--no-renames", "--always", "--name-only"],
+        stdin=_lines(f"{new} {old}" for old, new in wanted),
     )
     # Output, per input line in order: the new commit's id NUL, then its paths NUL each.
     result: dict[tuple[str, str], set[str]] = {pair: set() for pair in wanted}
     position = -1
-    for item in proc.stdout.split(b"\0"):
+    for item in output.split(b"\0"):
         text = item.strip().decode("utf-8", "surrogateescape")
         if position + 1 < len(wanted) and text == wanted[position + 1][1]:
             position += 1

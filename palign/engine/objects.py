@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import codecs
-import os
-import time
 from dataclasses import dataclass
 
 import pygit2
 
+from palign.model import Identity
+
 COMMIT_TYPE = pygit2.enums.ObjectType.COMMIT
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    email: str
-    # A run pins its committer time, so a branch aligned twice (a task delivered twice,
-    # a retry on another worker) gets byte-identical commits: ref writes stay idempotent.
-    when: int | None = None
-
-    def signature_line(self, when: float | None = None) -> bytes:
-        """`Name <email> 1700000000 +0100`, git's ident format, with the local offset."""
-        if when is None:
-            when = self.when
-        stamp = int(time.time() if when is None else when)
-        offset_minutes = -(time.altzone if time.localtime(stamp).tm_isdst > 0 else time.timezone) // 60
-        sign = "+" if offset_minutes >= 0 else "-"
-        hours, minutes = divmod(abs(offset_minutes), 60)
-        return f"{self.name} <{self.email}> {stamp} {sign}{hours:02d}{minutes:02d}".encode()
 
 
 @dataclass(frozen=True)
@@ -239,8 +220,9 @@ def replay_commit(
     )
 
 
-def committer_identity(config_name: str | None, config_email: str | None) -> Identity:
-    """PALIGN_COMMITTER_NAME/EMAIL win over git config; a fixed fallback keeps commits possible."""
-    name = os.environ.get("PALIGN_COMMITTER_NAME") or config_name or "palign"
-    email = os.environ.get("PALIGN_COMMITTER_EMAIL") or config_email or "palign@localhost"
-    return Identity(name=name, email=email)
+def committer_identity(
+    config_name: str | None, config_email: str | None, *, name: str | None = None, email: str | None = None
+) -> Identity:
+    """`name`/`email` (palign's settings) win over git config; a fixed fallback keeps
+    commits possible."""
+    return Identity(name=name or config_name or "palign", email=email or config_email or "palign@localhost")

@@ -16,15 +16,14 @@ from __future__ import annotations
 import atexit
 import os
 import select
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
 
-from palign.engine.attributes import global_attributes_file
+from palign import git
 from palign.engine.objects import write_commit
-from palign.gitenv import git_env
+from palign.errors import GitCommandError, UnrelatedHistories
 
 _SYNTHETIC_IDENT = b"palign <palign@localhost> 0 +0000"
 _REPLY_TIMEOUT_SECONDS = 600.0
@@ -56,10 +55,10 @@ class MergeTreeProcess:
         right = _synthetic(repo, self._sentinel_tree, [root], b"sentinel right\n")
         self._sentinel_request = f"{left} {right}\n".encode()
         self._sentinel_reply = b"1\0" + str(self._sentinel_tree).encode() + b"\0\0"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: git.Process | None = None
         self._attributes: bytes = b""
         self._attributes_file = Path(repo.path) / f"palign-attributes-{os.getpid()}"
-        self._global_attributes = global_attributes_file()
+        self._global_attributes = git.global_attributes_file()
 
     @property
     def paths_matter(self) -> bool:
@@ -79,39 +78,19 @@ class MergeTreeProcess:
                 global_text = self._global_attributes.read_bytes().rstrip(b"\n") + b"\n"
             self._attributes_file.write_bytes(global_text + attributes)
 
-    def _start(self) -> subprocess.Popen[bytes]:
+    def _start(self) -> git.Process:
         if self._proc is None or self._proc.poll() is not None:
             config = ["-c", f"core.attributesFile={self._attributes_file}"] if self._attributes else []
-            self._proc = subprocess.Popen(
-                [
-                    "git",
-                    *config,
-                    "--git-dir",
-                    self.repo.path,
-                    "merge-tree",
-                    "--write-tree",
-                    "--stdin",
-                    "-z",
-                    "--name-only",
-                    "--messages",
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=git_env(),
+            self._proc = git.start(
+                [*config, "--git-dir", self.repo.path, "merge-tree", "--write-tree", "--stdin", "-z", "--name-only"]
+                + ["--messages"]
             )
             self._fresh = True
         return self._proc
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            assert self._proc.stdin is not None
-            self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            git.stop(self._proc)
         self._proc = None
 
     def merge(self, left: pygit2.Oid, right: pygit2.Oid) -> MergeOutcome:
@@ -123,10 +102,10 @@ class MergeTreeProcess:
             reply = self._read_reply(proc)
         except (BrokenPipeError, OSError) as error:
             self.close()
-            raise RuntimeError(f"git merge-tree stopped: {error}") from None
+            raise GitCommandError("merge-tree", -1, f"stopped: {error}") from None
         return _parse(reply)
 
-    def _read_reply(self, proc: subprocess.Popen[bytes]) -> bytes:
+    def _read_reply(self, proc: git.Process) -> bytes:
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         buffer = b""
@@ -134,11 +113,11 @@ class MergeTreeProcess:
             ready, _, _ = select.select([fd], [], [], _REPLY_TIMEOUT_SECONDS)
             if not ready:
                 self.close()
-                raise RuntimeError("git merge-tree did not answer in time")
+                raise GitCommandError("merge-tree", -1, "did not answer in time")
             chunk = os.read(fd, 65536)
             if not chunk:
                 self.close()
-                raise RuntimeError("git merge-tree exited (see the repository's objects)")
+                raise GitCommandError("merge-tree", -1, "exited (see the repository's objects)")
             buffer += chunk
         # The previous sentinel's separator arrives first (except on a fresh process);
         # the real reply ends with its own separator, then the sentinel's reply.
@@ -217,5 +196,10 @@ def merge_commits(repo: pygit2.Repository, *, ours: pygit2.Oid, theirs: pygit2.O
     """git's merge of two commits at their merge base(s), criss-cross merges included;
     unrelated histories are refused, as `git merge` refuses them."""
     if repo.merge_base(ours, theirs) is None:
-        raise ValueError("refusing to merge unrelated histories")
+        raise UnrelatedHistories("refusing to merge unrelated histories")
     return process_for(repo).merge(ours, theirs)
+
+
+def merge_commits_by_sha(repo: pygit2.Repository, *, ours: str, theirs: str) -> MergeOutcome:
+    """`merge_commits` of two commits named by their shas."""
+    return merge_commits(repo, ours=pygit2.Oid(hex=ours), theirs=pygit2.Oid(hex=theirs))

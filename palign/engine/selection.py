@@ -10,14 +10,14 @@ likely patch-id match, which git then confirms or not, context lines and all).
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 
 import pygit2
 
+from palign import git
 from palign.engine.changes import ChangeIndex
 from palign.engine.treeops import Changes, tree_diff
-from palign.gitenv import git_env
+from palign.model import ZERO_SHA
 
 SORT = pygit2.enums.SortMode
 
@@ -25,12 +25,11 @@ PathKey = tuple[tuple[str, str, int], ...]
 LineKey = tuple[tuple[str, tuple[bytes, ...]], ...] | None  # None: binary, only git can tell
 _WHITESPACE = bytes.maketrans(b"", b"")
 SizeKey = tuple[tuple[str, int], ...]
-_NO_OBJECT = "0" * 40
 _GITLINK = 0o160000
 
 
 def _stripped_size(repo: pygit2.Repository, blob_id: str, mode: int) -> int:
-    if blob_id == _NO_OBJECT or mode == _GITLINK:
+    if blob_id == ZERO_SHA or mode == _GITLINK:
         return 0
     data: bytes = repo[blob_id].data  # type: ignore[attr-defined]
     return len(data.translate(_WHITESPACE, b" \t\n\r\v\f"))
@@ -184,9 +183,8 @@ def _select_with_git(
 ) -> Selection:
     """git's own list: `--cherry-mark` marks patches already upstream (`=`)."""
     revisions = ["--cherry-mark", "--right-only", f"{target}...{branch}"] if cherry else [f"^{target}", str(branch)]
-    proc = subprocess.run(
+    output = git.run_text(
         [
-            "git",
             "--git-dir",
             repo.path,
             "rev-list",
@@ -195,14 +193,11 @@ def _select_with_git(
             "--reverse",
             *revisions,
             *([f"^{below}"] if below is not None else []),
-        ],
-        capture_output=True,
-        env=git_env(),
-        check=True,
+        ]
     )
     commits: list[pygit2.Commit] = []
     skipped = 0
-    for line in proc.stdout.decode().split():
+    for line in output.split():
         mark, commit = (line[0], repo[line[1:]]) if cherry else ("+", repo[line])
         if mark == "=" and not is_empty(commit):  # type: ignore[arg-type]
             skipped += 1

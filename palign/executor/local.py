@@ -10,10 +10,11 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from palign.engine.objects import Identity
 from palign.errors import InfrastructureError
-from palign.model import AlignRequest, BranchResult
-from palign.runtime import align_stack, request_to_json
+from palign.executor.unit import align_stack
+from palign.model import BranchResult, Identity, WorkUnit
+from palign.validation.gate import Checking
+from palign.validation.runner import CheckCache
 
 ResultCallback = Callable[[BranchResult], None]
 
@@ -25,33 +26,30 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-Unit = list[list[AlignRequest]]  # a stack, level by level; a lone branch is [[request]]
-
-
 def run_local(
     mirror_path: str,
     identity: Identity,
-    units: Sequence[Unit],
+    units: Sequence[WorkUnit],
     *,
     workers: int,
     on_result: ResultCallback | None = None,
-    checks: Sequence[dict[str, Any]] = (),
-    baseline: bool = False,
+    checking: Checking | None = None,
+    check_cache: CheckCache | None = None,
 ) -> list[BranchResult]:
-    """Run every unit with `workers` processes, largest first; results in unit order."""
+    """Run every unit with `workers` processes, largest first; results in unit order.
+    `checking` gates each aligned result (with `check_cache` for results known already)."""
     cost = [sum(r.cost for level in unit for r in level) for unit in units]
     ordered = sorted(range(len(units)), key=lambda i: -cost[i])
     results: list[list[BranchResult]] = [[] for _ in units]
-    ident = (identity.name, identity.email, identity.when)
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(units))), mp_context=_pool_context()) as pool:
-        futures: dict[Future[list[dict[str, object]]], int] = {
+        futures: dict[Future[list[dict[str, Any]]], int] = {
             pool.submit(
                 align_stack,
                 mirror_path,
-                ident,
-                [[request_to_json(r) for r in level] for level in units[i]],
-                checks,
-                baseline,
+                identity,
+                [[r.to_json() for r in level] for level in units[i]],
+                checking,
+                check_cache,
             ): i
             for i in ordered
         }
@@ -68,10 +66,6 @@ def run_local(
                 for result in unit_results:
                     on_result(result)
     return [result for unit_results in results for result in unit_results]
-
-
-def _levels_json(unit: Unit) -> list[list[dict[str, Any]]]:
-    return [[request_to_json(r) for r in level] for level in unit]
 
 
 def map_local(

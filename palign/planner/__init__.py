@@ -1,7 +1,6 @@
 """The planner: what each branch targets, what it is stacked on, what state it is in, and
-in what order the work runs. `inspect.gather_facts` reads git (import it from
-`palign.planner.inspect`, so that importing the planner never loads pygit2); everything
-re-exported here is pure."""
+in what order the work runs. Pure: it decides from the facts `palign.engine.facts`
+gathers from git, and never loads pygit2 itself."""
 
 from __future__ import annotations
 

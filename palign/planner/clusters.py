@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 _EPSILON = 1e-9  # float slack: 0.7 * 10 must count as 7, not 7.000000000000001
 
@@ -98,3 +98,18 @@ def cluster(touched: Mapping[str, frozenset[str]], threshold: float = 0.2) -> di
         components.setdefault(uf.find(i), []).append(name)
     ordered_components = sorted(components.values(), key=lambda members: (-len(members), members[0]))
     return {name: f"c{number}" for number, members in enumerate(ordered_components, 1) for name in members}
+
+
+def components(links: Iterable[tuple[str, str]]) -> list[list[str]]:
+    """The groups of names these links connect (transitively): each group sorted, the
+    largest first, then by their first name."""
+    pairs = list(links)
+    names = sorted({name for pair in pairs for name in pair})
+    index = {name: i for i, name in enumerate(names)}
+    uf = _UnionFind(len(names))
+    for left, right in pairs:
+        uf.union(index[left], index[right])
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        groups.setdefault(uf.find(index[name]), []).append(name)
+    return sorted(groups.values(), key=lambda group: (-len(group), group))

@@ -13,16 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from palign.transport import cache_dir
-
 
 def check_key(tree: str, command: str) -> str:
     return hashlib.sha256(f"{tree}\0{command}".encode()).hexdigest()
 
 
 class LocalCheckCache:
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = root or cache_dir() / "checks"
+    def __init__(self, root: Path) -> None:
+        self.root = root  # PALIGN_CACHE_DIR/checks
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"

@@ -33,10 +33,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from palign.errors import InfrastructureError
-from palign.gitenv import git_env
-from palign.scratch import remove_orphans, scratch_root
-from palign.transport import cache_dir
+from palign import git
+from palign.errors import GitCommandError, InfrastructureError
+from palign.folders import remove_orphans
+from palign.settings import Settings
 from palign.validation.cache import check_key
 from palign.validation.checks import Check
 
@@ -87,11 +87,28 @@ class Validation:
         return {"passed": self.passed, "tree": self.tree, "checks": [c.to_json() for c in self.checks]}
 
 
-def worktree_root() -> Path:
-    return cache_dir() / "worktrees"
+@dataclass(frozen=True)
+class Isolation:
+    """Where checks run and what confines them, from the settings of the machine."""
+
+    work_root: Path  # throw-away folders, one per attempt
+    hidden: tuple[Path, ...]  # folders the sandbox hides (the mirrors, the scratch stores)
+    sandbox: bool  # use bubblewrap when it is installed
+    path: str  # the PATH checks run with
+
+    @classmethod
+    def of(cls, settings: Settings) -> Isolation:
+        return cls(
+            work_root=settings.cache_dir / "worktrees",
+            hidden=(settings.cache_dir, settings.scratch_dir),
+            sandbox=settings.sandbox,
+            path=settings.check_path,
+        )
 
 
-def validate(git_dir: str, commit: str, tree: str, checks: Sequence[Check], cache: CheckCache | None) -> Validation:
+def validate(
+    git_dir: str, commit: str, tree: str, checks: Sequence[Check], cache: CheckCache | None, isolation: Isolation
+) -> Validation:
     """Run `checks` in order on `commit` (whose tree id is `tree`) until one fails. A
     (tree, command) pair that passed before (in `cache`) is not run again."""
     outcome = Validation(tree)
@@ -101,7 +118,7 @@ def validate(git_dir: str, commit: str, tree: str, checks: Sequence[Check], cach
         if known is not None:
             result = CheckResult(**{**known, "name": check.name, "cached": True})
         else:
-            result = _run_with_retries(git_dir, commit, check)
+            result = _run_with_retries(git_dir, commit, check, isolation)
             if cache is not None and result.passed:
                 # Only passes are kept: a failure (perhaps a flake past its retries) is run again.
                 cache.put(key, {k: v for k, v in asdict(result).items() if k != "cached"})
@@ -111,10 +128,10 @@ def validate(git_dir: str, commit: str, tree: str, checks: Sequence[Check], cach
     return outcome
 
 
-def _run_with_retries(git_dir: str, commit: str, check: Check) -> CheckResult:
+def _run_with_retries(git_dir: str, commit: str, check: Check, isolation: Isolation) -> CheckResult:
     started = time.monotonic()
     for attempt in range(1, check.retries + 2):
-        result = _run_once(git_dir, commit, check)
+        result = _run_once(git_dir, commit, check, isolation)
         result.attempts = attempt
         if result.passed:
             break
@@ -122,8 +139,8 @@ def _run_with_retries(git_dir: str, commit: str, check: Check) -> CheckResult:
     return result
 
 
-def _run_once(git_dir: str, commit: str, check: Check) -> CheckResult:
-    root = worktree_root()
+def _run_once(git_dir: str, commit: str, check: Check, isolation: Isolation) -> CheckResult:
+    root = isolation.work_root
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     remove_orphans(root)
     base = Path(tempfile.mkdtemp(prefix="check-", suffix=f"-{os.getpid()}", dir=root))
@@ -133,43 +150,39 @@ def _run_once(git_dir: str, commit: str, check: Check) -> CheckResult:
         for private in ("home", "tmp"):
             (base / private).mkdir()
         env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "PATH": isolation.path,
             "HOME": str(base / "home"),
             "TMPDIR": str(base / "tmp"),
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",
             "PALIGN_CHECK": check.name,
         }
-        return _execute(check, tree, env, _sandbox(base))
+        return _execute(check, tree, env, _sandbox(base, isolation))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
 def _export(git_dir: str, commit: str, tree: Path) -> None:
-    proc = subprocess.run(
-        ["git", "--git-dir", git_dir, "archive", "--format=tar", "--end-of-options", commit],
-        capture_output=True,
-        env=git_env(),
-    )
-    if proc.returncode != 0:
-        raise InfrastructureError(f"cannot export {commit[:12]} for its checks: {proc.stderr.decode().strip()}")
+    try:
+        archive_bytes = git.run(["--git-dir", git_dir, "archive", "--format=tar", "--end-of-options", commit])
+    except GitCommandError as error:
+        raise InfrastructureError(f"cannot export {commit[:12]} for its checks: {error.last_line}") from None
     tree.mkdir()
-    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
+    with tarfile.open(fileobj=io.BytesIO(archive_bytes)) as archive:
         archive.extractall(tree, filter="data")
 
 
 _bwrap_works: bool | None = None
 
 
-def _sandbox(base: Path) -> list[str]:
+def _sandbox(base: Path, isolation: Isolation) -> list[str]:
     """The bwrap command line that confines a check to `base`, or [] without bwrap."""
     global _bwrap_works
     bwrap = shutil.which("bwrap")
-    if bwrap is None or os.environ.get("PALIGN_NO_SANDBOX"):
+    if bwrap is None or not isolation.sandbox:
         return []
-    hidden = [cache_dir(), scratch_root()]
     args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for path in hidden:
+    for path in isolation.hidden:
         if path.exists():
             args += ["--tmpfs", str(path)]
     args += ["--bind", str(base), str(base), "--unshare-pid", "--die-with-parent", "--new-session"]

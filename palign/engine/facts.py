@@ -1,4 +1,4 @@
-"""Gather the planner's facts from a repository: the one planner module touching git.
+"""Gather the planner's facts from a repository (the planner itself is pure).
 
 Cost follows what the branches bring rather than the repository's size: per (branch,
 target) one merge base and one ahead/behind count (libgit2), one walk of the branch's
@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 import pygit2
 
 from palign.engine.changes import touched_between
+from palign.engine.repository import open_repository
 from palign.errors import InfrastructureError, InputError
 from palign.model import short_name
 from palign.planner.model import BranchFacts, TargetFacts
@@ -216,4 +217,4 @@ def facts_of_share(git_dir: str, job: tuple[dict[str, str], dict[str, str], dict
     """`gather_facts` for a share of the branches (`job` = share, every selected branch,
     targets), in a worker process of its own."""
     share, all_refs, targets = job
-    return gather_facts(pygit2.Repository(git_dir), share, targets, all_refs=all_refs)
+    return gather_facts(open_repository(git_dir), share, targets, all_refs=all_refs)

@@ -1,0 +1,266 @@
+"""The commands that plan, align and publish: run, plan, conflicts, apply, rollback, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from palign import service
+from palign.cli import output
+from palign.cli.options import BRANCH, CONFIG, CONTEXT, ONTO, STRATEGY, WORKERS, broker_settings, local_settings
+from palign.demo import run_demo
+from palign.errors import ExitCode
+from palign.model import Strategy
+from palign.planner.planfile import write_plan
+from palign.report import check_writable, write
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("repo")
+@ONTO
+@BRANCH
+@STRATEGY
+@WORKERS
+@click.option("--apply", "apply_", is_flag=True, help="Move the aligned branches in REPO (atomic, with leases).")
+@CONFIG
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Execute this plan file (`palign plan --json`, or another tool's categorized branches).",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("palign-report"),
+    show_default=True,
+    help="Where report.json and report.md go.",
+)
+@click.option(
+    "--validate",
+    "validate",
+    multiple=True,
+    metavar="CMD",
+    help="A check to run (through the shell) in a clean checkout of every aligned result; repeatable, "
+    "in order. A branch whose check fails is `failed_validation`: not staged, never applied. "
+    "Replaces palign.toml's [validate].",
+)
+@click.option(
+    "--baseline",
+    is_flag=True,
+    help="When a check fails on an aligned result, run it on the original commit too: the report tells "
+    "'broken by the alignment' from 'already broken'.",
+)
+@click.option(
+    "--broker",
+    metavar="URL",
+    default=None,
+    help="Run on Celery workers (`palign worker`) through this Redis broker instead of the local pool.",
+)
+@click.option("--no-wait", is_flag=True, help="With --broker: print the run id and return; see `palign status`.")
+@click.option(
+    "--priority",
+    type=click.IntRange(0, 9),
+    default=5,
+    show_default=True,
+    help="With --broker: 0 runs before 1 ... 9.",
+)
+@click.option(
+    "--circuit-breaker",
+    metavar="COUNT,PERCENT",
+    default=None,
+    help="With --broker: stop the run once COUNT branches failed (conflict or error) and they are at least "
+    "PERCENT %% of those finished, e.g. 5,50%%; the rest are skipped.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="With --broker: stop waiting after this long (the run goes on).",
+)
+def run(
+    repo: str,
+    targets: Sequence[str],
+    branch_globs: Sequence[str],
+    strategy: str,
+    workers: int,
+    apply_: bool,
+    config: Path | None,
+    plan_file: Path | None,
+    report_dir: Path,
+    validate: Sequence[str],
+    baseline: bool,
+    broker: str | None,
+    no_wait: bool,
+    priority: int,
+    circuit_breaker: str | None,
+    timeout: float | None,
+) -> None:
+    """Align branches of REPO (a path or a file/ssh/http(s)/git URL) onto TARGET.
+
+    With several --onto, each branch goes onto the target it forked from most recently
+    (rules in palign.toml win). A branch built on another selected branch is aligned onto
+    that branch's result, after it (a stack); if that one does not align, it is blocked.
+
+    Backups of every selected branch go to refs/palign/backup/RUN_ID/ before anything
+    else, results to refs/palign/staged/RUN_ID/. Exit status: 0 every branch aligned,
+    up to date or merged; 1 some did not; 2 bad input; 3 infrastructure failure.
+
+    With --broker the plan runs on Celery workers (`palign worker` on any machine that
+    reaches REPO and the broker): each stack a chain, the rest in parallel tasks; the
+    report is the same as a local run's.
+    """
+    options = service.RunOptions(
+        repo=repo,
+        targets=targets,
+        branch_globs=branch_globs,
+        strategy=Strategy(strategy),
+        workers=workers,
+        apply=apply_,
+        config=config,
+        plan_file=plan_file,
+        validate=validate,
+        baseline=baseline,
+        broker=broker,
+        priority=priority,
+        circuit_breaker=circuit_breaker,
+        wait=not no_wait,
+        timeout=timeout,
+    )
+    options.check()
+    check_writable(report_dir)
+    settings = broker_settings(broker) if broker is not None else local_settings()
+    if broker is not None and no_wait:
+        run_id, _ = service.submit(options, settings)
+        click.echo(run_id)
+        return
+    progress = output.Progress()
+    try:
+        if broker is not None:
+            report = service.run_distributed(
+                options, settings, on_progress=progress.advance, on_planned=progress.planned
+            )
+        else:
+            report = service.run(options, settings, on_progress=progress.advance, on_planned=progress.planned)
+    finally:
+        progress.stop()
+    json_path, _ = write(report, report_dir)
+    output.run_summary(report, json_path)
+    sys.exit(int(ExitCode.OK if not report.failed else ExitCode.BRANCHES_NOT_ALIGNED))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("repo")
+@ONTO
+@BRANCH
+@STRATEGY
+@WORKERS
+@click.option("--no-forecast", is_flag=True, help="Skip the dry run that predicts each branch's outcome.")
+@click.option("--json", "as_json", is_flag=True, help="Print a plan file (JSON) instead of the table.")
+@CONFIG
+def plan(
+    repo: str,
+    targets: Sequence[str],
+    branch_globs: Sequence[str],
+    strategy: str,
+    workers: int,
+    no_forecast: bool,
+    as_json: bool,
+    config: Path | None,
+) -> None:
+    """Show what a run would do, writing nothing: each branch's target (and confidence),
+    category, ahead/behind counts, the branch it is stacked on, its cluster of branches
+    touching the same files, and a forecast from an in-memory dry run.
+
+    `palign plan --json > plan.json` writes a plan file that `palign run --plan` executes.
+    """
+    options = service.RunOptions(
+        repo=repo,
+        targets=targets,
+        branch_globs=branch_globs,
+        strategy=Strategy(strategy),
+        workers=workers,
+        config=config,
+    )
+    prepared = service.plan(options, local_settings(), forecast=not no_forecast)
+    if as_json:
+        click.echo(write_plan(prepared.plan), nl=False)
+        return
+    output.plan_table(prepared.plan)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("repo")
+@ONTO
+@BRANCH
+@WORKERS
+@click.option("--json", "as_json", is_flag=True, help="Print the groups and pairs as JSON.")
+@CONFIG
+def conflicts(
+    repo: str,
+    targets: Sequence[str],
+    branch_globs: Sequence[str],
+    workers: int,
+    as_json: bool,
+    config: Path | None,
+) -> None:
+    """Which branches conflict with each other: every pair of branches of one target that
+    change a common file is merged in memory (as `git merge` would), in parallel. Prints
+    the groups of branches linked by conflicts, then each conflicting pair and its files.
+    """
+    options = service.RunOptions(repo=repo, targets=targets, branch_globs=branch_globs, workers=workers, config=config)
+    found = service.conflicts(options, local_settings())
+    if as_json:
+        click.echo(json.dumps(found.to_json(), indent=2))
+        return
+    output.conflict_map(found)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("repo")
+@click.argument("run_id")
+def apply(repo: str, run_id: str) -> None:
+    """Publish what RUN_ID staged: move its branches in REPO in one atomic transaction.
+
+    Each branch moves only if it still has the sha the run started from; one that moved
+    meanwhile is left alone and reported stale (exit 1).
+    """
+    outcome = service.apply(repo, run_id, local_settings())
+    output.apply_outcome(outcome)
+    sys.exit(int(ExitCode.OK if not outcome.stale and not outcome.refused else ExitCode.BRANCHES_NOT_ALIGNED))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("repo")
+@click.argument("run_id")
+def rollback(repo: str, run_id: str) -> None:
+    """Put every branch RUN_ID applied back to its backup (each with a lease)."""
+    outcome = service.rollback(repo, run_id, local_settings())
+    output.rollback_outcome(outcome)
+    sys.exit(int(ExitCode.OK if not outcome.stale else ExitCode.BRANCHES_NOT_ALIGNED))
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Build the sample repository here (default: a new temporary folder).",
+)
+@WORKERS
+def demo(directory: Path | None, workers: int) -> None:
+    """Build a sample repository (about 40 branches) and align it, with no services."""
+    shown = run_demo(directory, workers=workers, settings=local_settings())
+    click.echo(
+        f"sample repository: {shown.repository} ({sum(shown.kinds.values())} branches: "
+        + ", ".join(f"{v} {k}" for k, v in shown.kinds.items())
+        + ")"
+    )
+    output.run_summary(shown.report, shown.report_file)

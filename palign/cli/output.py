@@ -1,0 +1,148 @@
+"""What the commands print: progress on a terminal, a run's summary, the plan table, the
+conflict map, an apply's or a rollback's outcome, a distributed run's status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from palign.conflicts import ConflictMap
+from palign.model import ApplyOutcome, RollbackOutcome, Status
+from palign.planner.model import Plan
+from palign.records import RunRecord
+from palign.report import RunReport
+
+
+class Progress:
+    """A progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+
+    def planned(self, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        # No refresh thread: the worker pool forks, which is only safe with a single thread.
+        self._bar = RichProgress(
+            "[bold]aligning",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+            auto_refresh=False,
+            console=Console(stderr=True),
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("align", total=total)
+
+    def advance(self, _branch: str, _status: Status) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+            self._bar.refresh()
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def run_summary(report: RunReport, json_path: Path | None) -> None:
+    counts = report.counts()
+    parts = [f"{counts[s.value]} {s.value}" for s in Status if counts.get(s.value)]
+    click.echo(
+        f"run {report.run_id}: {len(report.results)} branches in {report.total_time_seconds:.2f} s: " + ", ".join(parts)
+    )
+    for result in report.failed:
+        detail = result.error_message or ", ".join(sorted({c.path for c in result.conflicts}))
+        click.echo(f"  {result.status.value:10} {result.branch_name}: {detail}")
+    if report.cancelled:
+        click.echo("cancelled: branches not aligned before the cancel were left alone")
+    if report.circuit_breaker_triggered:
+        click.echo("circuit breaker triggered: the remaining branches were skipped")
+    if report.applied:
+        click.echo(f"applied; undo with: palign rollback {report.repository} {report.run_id}")
+    elif report.successful:
+        click.echo(
+            f"staged under refs/palign/staged/{report.run_id}/; publish with: "
+            f"palign apply {report.repository} {report.run_id}"
+        )
+    if json_path is not None:
+        click.echo(f"report: {json_path}")
+
+
+def plan_table(plan: Plan) -> None:
+    rows = [("branch", "target", "conf", "category", "ahead", "behind", "stacked on", "cluster", "forecast")]
+    for b in sorted(plan.branches, key=lambda b: (b.assigned_target, b.cluster_id, b.branch_name)):
+        rows.append(
+            (
+                b.branch_name,
+                b.assigned_target,
+                f"{b.confidence:.2f}",
+                b.category.value,
+                str(b.ahead),
+                str(b.behind),
+                b.parent or "-",
+                b.cluster_id,
+                b.forecast or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    stacks = sum(1 for unit in plan.units if len(unit.levels) > 1)
+    click.echo(f"{len(plan.branches)} branches in {len(plan.units)} units of work ({stacks} stacks)")
+
+
+def conflict_map(found: ConflictMap) -> None:
+    click.echo(
+        f"{len(found.branches)} branches onto {found.target}: {found.checked} pairs share files, "
+        f"{len(found.pairs)} conflict"
+    )
+    if found.unrelated:
+        click.echo(f"{found.unrelated} pairs have no history in common: git does not merge those")
+    for number, group in enumerate(found.groups, 1):
+        click.echo(f"group {number}: {', '.join(group)}")
+    for pair in found.pairs:
+        click.echo(f"  {pair['left']} x {pair['right']}: {', '.join(pair['paths'])}")
+
+
+def apply_outcome(outcome: ApplyOutcome) -> None:
+    for name in outcome.applied:
+        click.echo(f"applied   {name}")
+    for name in outcome.already:
+        click.echo(f"unchanged {name} (already applied)")
+    for name in outcome.stale:
+        click.echo(f"stale     {name} (moved since the run; left alone)")
+    for name, reason in outcome.refused.items():
+        click.echo(f"refused   {name} ({reason})")
+    click.echo(f"{len(outcome.applied)} applied, {len(outcome.stale)} stale, {len(outcome.refused)} refused")
+
+
+def rollback_outcome(outcome: RollbackOutcome) -> None:
+    for name in outcome.restored:
+        click.echo(f"restored {name}")
+    for name in outcome.stale:
+        click.echo(f"stale    {name} (moved since the apply; left alone)")
+    click.echo(f"{len(outcome.restored)} restored, {len(outcome.stale)} left alone")
+
+
+def run_status(record: RunRecord, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record.status_json(), indent=2, sort_keys=True))
+        return
+    click.echo(f"run {record.run_id}: {record.shown_state}; {record.done}/{record.total} branches done")
+    click.echo(f"  repository: {record.repository}; strategy: {record.strategy.value}")
+    if record.failures:
+        click.echo(f"  failures: {record.failures}")
+    if record.circuit_breaker_triggered:
+        click.echo("  circuit breaker triggered")
+    if record.apply_error:
+        click.echo(f"  apply failed: {record.apply_error}")

@@ -1,0 +1,239 @@
+"""Every input check of a run, and its plan. Nothing is written to REPO or anywhere else
+before `prepare` has returned: bad input fails here, with one line.
+
+A run is prepared by: checking the options, reading palign.toml and the plan file,
+syncing the mirror, resolving the targets, selecting the branches, gathering the
+planner's facts (in shares over processes for large runs), planning, and turning the
+plan into align requests grouped in units of work (a stack per unit).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from palign.config import load as load_config
+from palign.engine.changes import ChangeIndex, PendingDiff, commits_of_run
+from palign.engine.facts import facts_of_share, gather_facts
+from palign.engine.objects import committer_identity
+from palign.engine.repository import Repository, open_repository, resolve_commit
+from palign.errors import InputError, NoBranchMatched, UnknownTarget
+from palign.executor.local import map_local
+from palign.model import (
+    BRANCH_PREFIX,
+    PALIGN_NAMESPACE,
+    AlignRequest,
+    Identity,
+    Sha,
+    Strategy,
+    WorkUnit,
+    branch_ref,
+    short_name,
+)
+from palign.planner.model import BranchFacts, Plan
+from palign.planner.plan import make_plan
+from palign.planner.planfile import read_plan_file
+from palign.records import CircuitBreaker, PlanInfo
+from palign.settings import Settings
+from palign.transport import Mirror, parse_location
+from palign.validation.checks import Check, from_commands
+
+# Below this many branches the planner's facts are gathered in this process.
+_PARALLEL_FACTS_FROM = 200
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run is asked to do (the options of `palign run`, `plan` and `conflicts`)."""
+
+    repo: str
+    targets: Sequence[str]
+    branch_globs: Sequence[str] = ()
+    strategy: Strategy = Strategy.REBASE
+    workers: int = 1
+    apply: bool = False
+    config: Path | None = None  # palign.toml (default: ./palign.toml when present)
+    plan_file: Path | None = None  # a plan file to execute (`palign plan --json`, or another tool's)
+    validate: Sequence[str] = ()  # --validate commands; they replace palign.toml's [validate]
+    baseline: bool = False  # a failing check also runs on the original commit
+    # Distributed mode: a Redis URL hands the plan to Celery workers instead of the local pool.
+    broker: str | None = None
+    priority: int = 5  # 0 runs first, 9 last (Redis priority lists)
+    circuit_breaker: str | None = None  # "COUNT,PERCENT": stop once failures pass both
+    wait: bool = True  # wait for a distributed run's report
+    timeout: float | None = None  # ... at most this long
+
+    def check(self) -> None:
+        """The options that cannot go together, or out of range: one line each."""
+        if self.workers < 1:
+            raise InputError(f"--workers must be at least 1 (got {self.workers})")
+        if not 0 <= self.priority <= 9:
+            raise InputError(f"--priority must be 0-9 (got {self.priority})")
+        if self.broker is None and (not self.wait or self.circuit_breaker or self.timeout):
+            raise InputError("--no-wait, --circuit-breaker and --timeout need --broker")
+        if self.circuit_breaker is not None:
+            CircuitBreaker.parse(self.circuit_breaker)
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return CircuitBreaker.parse(self.circuit_breaker) if self.circuit_breaker else None
+
+
+@dataclass
+class Prepared:
+    """A checked and planned run: nothing has been written anywhere yet."""
+
+    mirror: Mirror
+    targets: dict[str, Sha]  # target ref -> commit sha
+    plan: Plan
+    requests: dict[str, AlignRequest]  # by branch short name
+    units: list[WorkUnit]
+    diffing: PendingDiff | None = None  # what the run's commits changed, diffed while planning
+    checks: tuple[Check, ...] = field(default=())  # the operator's checks for each aligned result
+
+    def changes_ready(self) -> ChangeIndex | None:
+        if self.diffing is None:
+            return None
+        index = ChangeIndex()
+        index.by_commit.update(self.diffing.result())
+        self.diffing = None
+        return index
+
+    def plan_info(self) -> dict[str, PlanInfo]:
+        """What the report says of each branch's plan, by branch name."""
+        return {
+            b.branch_name: PlanInfo(b.category.value, b.cluster_id, b.parent, b.confidence) for b in self.plan.branches
+        }
+
+    def as_forecast(self) -> Prepared:
+        """The same run as a dry run: only each branch's outcome is wanted, no checks."""
+        units = [[[replace(r, forecast=True) for r in level] for level in unit] for unit in self.units]
+        requests = {name: replace(r, forecast=True) for name, r in self.requests.items()}
+        return replace(self, units=units, requests=requests, checks=())
+
+
+def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False) -> Prepared:
+    """Every input check, and the plan: raises InputError before anything is written.
+    `diff_ahead` diffs the commits alignment will look at while the planner works."""
+    options.check()
+    config = load_config(options.config)
+    entries = read_plan_file(options.plan_file) if options.plan_file is not None else []
+    mirror = Mirror(parse_location(options.repo), settings.cache_dir)
+    mirror.sync()
+    refs = mirror.ref_values("refs/")
+    repo = open_repository(str(mirror.path))
+    targets: dict[str, Sha] = {}
+    for name in options.targets:
+        ref = _resolve_target(refs, name)
+        targets[ref] = resolve_commit(repo, name, refs[ref])
+    if entries and not options.branch_globs:
+        branches = []
+        for entry in entries:
+            ref = branch_ref(entry.branch_name)
+            if ref not in refs:
+                raise InputError(f"plan file line {entry.line}: no branch {entry.branch_name!r} in the repository")
+            branches.append(ref)
+    else:
+        branches = select_branches(refs, options.branch_globs, exclude=set(targets))
+    diffing = _diff_in_background(repo, targets, [refs[r] for r in branches]) if diff_ahead else None
+    names = {short_name(ref): ref for ref in targets}
+    facts = _gather_facts(
+        mirror.path, {ref: refs[ref] for ref in branches}, {n: targets[r] for n, r in names.items()}, options.workers
+    )
+    plan = make_plan(
+        facts,
+        list(names),
+        config.rules,
+        config.dependencies,
+        config.stale_days,
+        time.time(),
+        entries=entries,
+        cluster_threshold=config.cluster_threshold,
+    )
+    requests: dict[str, AlignRequest] = {}
+    for planned in plan.branches:
+        target_ref = names[planned.assigned_target]
+        orphan = planned.category.value == "orphan"
+        requests[planned.branch_name] = AlignRequest(
+            refname=planned.refname,
+            old_sha=Sha(planned.sha),
+            target=target_ref,
+            target_sha=targets[target_ref],
+            strategy=options.strategy,
+            cost=planned.cost,
+            ahead=-1 if orphan else planned.ahead,
+            behind=-1 if orphan else planned.behind,
+            parent=plan.branch(planned.parent).refname if planned.parent is not None else None,
+        )
+    units = [[[requests[name] for name in level] for level in unit.levels] for unit in plan.units]
+    checks = from_commands(options.validate) if options.validate else config.checks
+    return Prepared(mirror, targets, plan, requests, units, diffing, checks)
+
+
+def run_identity(git_config: dict[str, str], settings: Settings) -> Identity:
+    """Who commits a run's rewritten commits (palign's settings, else REPO's git config),
+    and when: one pinned time per run."""
+    identity = committer_identity(
+        git_config.get("user.name"),
+        git_config.get("user.email"),
+        name=settings.committer_name,
+        email=settings.committer_email,
+    )
+    return replace(identity, when=int(time.time()))
+
+
+def _resolve_target(refs: dict[str, str], name: str) -> str:
+    for candidate in (name, f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"):
+        if candidate.startswith("refs/") and candidate in refs and not candidate.startswith(PALIGN_NAMESPACE):
+            return candidate
+    raise UnknownTarget(f"unknown target: {name!r} is not a branch or ref of the repository")
+
+
+def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str]) -> list[str]:
+    """Branch refs to align: every branch, or those whose short name (or full ref name,
+    for globs starting with refs/) matches a glob; targets are never selected."""
+    if globs:
+        chosen = [
+            ref
+            for ref in refs
+            if ref not in exclude
+            and not ref.startswith(PALIGN_NAMESPACE)
+            and any(
+                fnmatch.fnmatchcase(ref, g)
+                if g.startswith("refs/")
+                else ref.startswith(BRANCH_PREFIX) and fnmatch.fnmatchcase(short_name(ref), g)
+                for g in globs
+            )
+        ]
+        if not chosen:
+            raise NoBranchMatched(f"no branch matches {', '.join(repr(g) for g in globs)}")
+    else:
+        chosen = [ref for ref in refs if ref.startswith(BRANCH_PREFIX) and ref not in exclude]
+        if not chosen:
+            raise NoBranchMatched("the repository has no branches besides the target")
+    return sorted(chosen)
+
+
+def _gather_facts(
+    mirror_path: Path, branch_refs: dict[str, str], targets: dict[str, Sha], workers: int
+) -> list[BranchFacts]:
+    """The planner's facts, in shares over the worker processes for large runs."""
+    if workers < 2 or len(branch_refs) < _PARALLEL_FACTS_FROM:
+        return gather_facts(open_repository(str(mirror_path)), branch_refs, targets)
+    refs = list(branch_refs)
+    shares = [{ref: branch_refs[ref] for ref in refs[i::workers]} for i in range(workers)]
+    facts = map_local(
+        facts_of_share, (str(mirror_path),), [(share, branch_refs, targets) for share in shares], workers=workers
+    )
+    order = {ref: i for i, ref in enumerate(refs)}
+    return sorted(facts, key=lambda fact: order[fact.refname])
+
+
+def _diff_in_background(repo: Repository, targets: dict[str, Sha], tips: list[str]) -> PendingDiff:
+    """Start diffing every commit a run may look at (one git process running beside the
+    planner; its result is read before any worker process forks for the alignment)."""
+    commits = [commit for target_sha in targets.values() for commit in commits_of_run(repo, target_sha, tips)]
+    return PendingDiff(repo.path, commits)
