@@ -1,3 +1,3 @@
-from palign.cli import entry
+from palign.cli.main import entry
 
 entry()

@@ -158,8 +158,25 @@ class Background:
             return self._output.read()
 
 
-# What git prints when the network or the server is in the way (checked first: an ssh
-# failure to connect also says "make sure ... the repository exists").
+# What git prints when the repository is not there, or not for us (checked first: a server
+# that answers "not found" may also hang up, which alone would look like an outage) ...
+_NOT_THERE = (
+    "does not appear to be a git repository",
+    "not a git repository",
+    "repository not found",
+    "' not found",  # fatal: repository 'https://host/x.git/' not found
+    "not exported",
+    "access denied",
+    "authentication failed",
+    "permission denied",
+    "could not read username",
+    "could not read password",
+    "returned error: 401",
+    "returned error: 403",
+    "returned error: 404",
+)
+# ... and when the network or the server is in the way (an ssh failure to connect also
+# says "make sure ... the repository exists", which is not one of the above).
 _UNREACHABLE = (
     "could not resolve host",
     "could not resolve hostname",
@@ -172,34 +189,22 @@ _UNREACHABLE = (
     "failed to connect",
     "unable to connect",
     "the remote end hung up unexpectedly",
+    "returned error: 408",
+    "returned error: 429",
     "returned error: 5",  # an HTTP 5xx
-)
-# ... and when the repository is not there, or not for us.
-_NOT_THERE = (
-    "does not appear to be a git repository",
-    "not a git repository",
-    "repository not found",
-    "not found",
-    "not exported",
-    "access denied",
-    "authentication failed",
-    "permission denied",
-    "could not read username",
-    "could not read password",
-    "returned error: 4",  # an HTTP 4xx
 )
 
 
 def remote_failure(error: GitCommandError, display: str) -> PalignError:
-    """What a failed read of REPO means: unreachable (infrastructure, worth a retry), not
-    a repository or not ours to read (bad input), or another failure (infrastructure)."""
-    text = error.stderr.lower()
-    message = f"cannot read repository {display}: {error.last_line}"
-    if any(pattern in text for pattern in _UNREACHABLE):
-        return RepositoryUnreachable(message)
-    if any(pattern in text for pattern in _NOT_THERE):
-        return RepositoryNotFound(message)
-    return InfrastructureError(message)
+    """What a failed read of REPO means: not a repository or not ours to read (bad input),
+    unreachable (infrastructure, worth a retry), or another failure (infrastructure). The
+    message quotes git's line that says so."""
+    lines = [line.strip() for line in error.stderr.splitlines() if line.strip()]
+    for patterns, kind in ((_NOT_THERE, RepositoryNotFound), (_UNREACHABLE, RepositoryUnreachable)):
+        telling = [line for line in lines if any(pattern in line.lower() for pattern in patterns)]
+        if telling:
+            return kind(f"cannot read repository {display}: {telling[0]}")
+    return InfrastructureError(f"cannot read repository {display}: {error.last_line}")
 
 
 def global_attributes_file() -> Path | None:

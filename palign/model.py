@@ -19,7 +19,7 @@ from palign.errors import MalformedRecord
 Sha = NewType("Sha", str)
 
 ZERO_SHA = Sha("0" * 40)  # git's "no object": a ref that must not exist yet, a deleted file
-_SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_SHA_RE = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 BRANCH_PREFIX = "refs/heads/"
 PALIGN_NAMESPACE = "refs/palign/"  # every ref palign writes without --apply (see palign.refs)
@@ -27,7 +27,7 @@ PALIGN_NAMESPACE = "refs/palign/"  # every ref palign writes without --apply (se
 
 def parse_sha(value: object, what: str = "object id") -> Sha:
     """A full hexadecimal object id read from JSON (a task message, a Redis record)."""
-    if not isinstance(value, str) or not _SHA_RE.match(value):
+    if not isinstance(value, str) or not _SHA_RE.fullmatch(value):
         raise MalformedRecord(f"{what} is not a full object id: {value!r}")
     return Sha(value)
 

@@ -184,7 +184,9 @@ class QueuedBranch:
         }
 
     @classmethod
-    def from_json(cls, refname: str, data: Mapping[str, Any]) -> QueuedBranch:
+    def from_json(cls, refname: str, data: Any) -> QueuedBranch:
+        if not isinstance(data, dict):
+            raise MalformedRecord(f"{refname}: not a planned branch: {type(data).__name__}")
         try:
             planned = data.get("planned") or None
             return cls(

@@ -146,7 +146,7 @@ def from_record(data: dict[str, Any]) -> RunReport:
     """The report `to_record` wrote (read back from the broker)."""
     try:
         return _from_record(data)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise MalformedRecord(f"not a run report: {error}") from None
 
 
@@ -203,12 +203,17 @@ def to_markdown(report: RunReport) -> str:
             )
             if branch["change_summary"] and not branch["error_message"]:
                 detail = branch["change_summary"]["summary"] + (f"; {detail}" if detail else "")
-            detail = detail.replace("|", "\\|")
-            lines.append(
-                f"| `{branch['branch_name']}` | {branch['status']} | {branch['strategy'] or ''} | "
-                f"{branch['old_sha'][:12]} | {(branch['new_sha'] or '')[:12]} | {branch['commits_replayed']} | "
-                f"{branch['commits_skipped']} | {detail} |"
-            )
+            cells = [
+                f"`{branch['branch_name']}`",
+                branch["status"],
+                branch["strategy"] or "",
+                branch["old_sha"][:12],
+                (branch["new_sha"] or "")[:12],
+                str(branch["commits_replayed"]),
+                str(branch["commits_skipped"]),
+                detail,
+            ]
+            lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -217,6 +222,11 @@ def check_writable(directory: Path) -> None:
     """Refuse a report folder that exists but cannot be written, before the run starts."""
     if directory.exists() and not os.access(directory, os.W_OK):
         raise InputError(f"report folder is not writable: {directory}")
+
+
+def _cell(text: str) -> str:
+    """A table cell: branch names and paths may hold `|` or line breaks (git allows both)."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def write(report: RunReport, directory: Path) -> tuple[Path, Path]:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 
 from palign.demo import build_demo_repository
-from tests.services import RedisServer, Worker, free_port
+from palign.report import SCHEMA_PATH
+from tests.gitrepo import GitRepo
+from tests.services import RedisServer, Worker, free_port, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +62,42 @@ def git_out(repo: Path, *args: str) -> str:
 
 def refs_snapshot(repo: Path) -> str:
     return git_out(repo, "for-each-ref", "--format=%(objectname) %(refname)")
+
+
+def read_report(directory: Path) -> dict[str, Any]:
+    """report.json of a run in `directory`, checked against the report's JSON Schema."""
+    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+    return data
+
+
+def branches_of(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b["branch_name"]: b for target in report["orchestration_results"].values() for b in target["branches"]}
+
+
+def comparable(repo: GitRepo, report: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """What must not depend on the executor: verdict, tree, counts, plan facts."""
+    return {
+        name: (
+            b["status"],
+            repo.tree(b["new_sha"]) if b["new_sha"] else None,
+            b["commits_replayed"],
+            b["commits_skipped"],
+            b["category"],
+            b["stacked_on"],
+            b["errors_detected"],
+        )
+        for name, b in branches_of(report).items()
+    }
+
+
+@pytest.fixture
+def demo_repo(tmp_path: Path) -> Path:
+    """`palign demo`'s sample repository: 40 branches onto main (clean, conflicting, up to
+    date, merged, stacked)."""
+    repo = tmp_path / "repo"
+    build_demo_repository(repo)
+    return repo
 
 
 @pytest.fixture
@@ -115,13 +155,13 @@ def served_repo(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_for(lambda: _listening(port), 10, "git daemon to listen")
         yield bare, f"git://127.0.0.1:{port}/demo.git"
     finally:
         daemon.terminate()
         daemon.wait(timeout=10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pygit2
-from gitrepo import GitError, hermetic_env, run_git
 
 from palign.engine import ort
 from palign.engine.align import AlignContext, align_branch
-from palign.model import Identity
-from palign.model import AlignRequest, BranchResult, Sha, Status, Strategy
+from palign.model import AlignRequest, BranchResult, Identity, Sha, Status, Strategy
+from tests.gitrepo import GitError, hermetic_env, run_git
 
 BRANCH_PREFIX = "refs/heads/"
 

@@ -9,17 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from palign.demo import build_demo_repository
 from palign.planner.planfile import SCHEMA_PATH
-from tests.conftest import git_out, refs_snapshot, run_palign
+from tests.conftest import git_out, read_report, refs_snapshot, run_palign
 from tests.gitrepo import GitRepo
-
-
-@pytest.fixture
-def demo_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    build_demo_repository(repo)
-    return repo
 
 
 def test_plan_writes_nothing_and_forecasts_like_the_run(demo_repo: Path, tmp_path: Path) -> None:
@@ -39,7 +31,7 @@ def test_plan_writes_nothing_and_forecasts_like_the_run(demo_repo: Path, tmp_pat
         "run", str(demo_repo), "--onto", "main", "--plan", str(plan_file), "--report-dir", str(tmp_path / "r")
     )
     assert ran.code == 1, ran.stderr  # the demo has conflicts
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    report = read_report(tmp_path / "r")
     statuses = {b["branch_name"]: b["status"] for t in report["orchestration_results"].values() for b in t["branches"]}
     assert statuses == forecasts
     # Stacks: part-2 sits on part-1's aligned commit.
@@ -90,7 +82,7 @@ def test_several_targets_each_branch_onto_the_one_it_forked_from(tmp_path: Path)
         "run", str(repo.path), "--onto", "main", "--onto", "release/1.x", "--report-dir", str(tmp_path / "r")
     )
     assert result.code == 0, result.stdout + result.stderr
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    report = read_report(tmp_path / "r")
     grouped = {t: [b["branch_name"] for b in v["branches"]] for t, v in report["orchestration_results"].items()}
     assert grouped == {"main": ["feature/on-main"], "release/1.x": ["fix/on-release"]}
     fix = report["orchestration_results"]["release/1.x"]["branches"][0]
@@ -153,7 +145,7 @@ def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path
     repo.commit("main moves")
     result = run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "r"))
     assert result.code == 1, result.stdout + result.stderr
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    report = read_report(tmp_path / "r")
     branches = {b["branch_name"]: b for b in report["orchestration_results"]["main"]["branches"]}
     assert [branches[f"stack/{level}"]["status"] for level in range(6)] == [
         "aligned",

@@ -9,35 +9,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from palign.demo import build_demo_repository
 from palign.report import SCHEMA_PATH
-from tests.conftest import git_out, refs_snapshot, run_palign
+from tests.conftest import branches_of, git_out, read_report, refs_snapshot, run_palign
 from tests.services import free_port
-
-
-@pytest.fixture
-def demo_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    build_demo_repository(repo)
-    return repo
-
-
-def _report(directory: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((directory / "report.json").read_text())
-
-
-def _branches(report: dict) -> dict[str, dict]:  # type: ignore[type-arg]
-    return {b["branch_name"]: b for t in report["orchestration_results"].values() for b in t["branches"]}
 
 
 def test_run_stages_results_keeps_backups_and_matches_schema(demo_repo: Path, tmp_path: Path) -> None:
     before = {line.split()[1]: line.split()[0] for line in refs_snapshot(demo_repo).splitlines()}
     result = run_palign("run", str(demo_repo), "--onto", "main", "--workers", "2", "--report-dir", str(tmp_path / "r"))
     assert result.code == 1, result.stderr  # the demo has conflicting branches
-    report = _report(tmp_path / "r")
+    report = read_report(tmp_path / "r")
     jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()))
     run_id = report["run_id"]
-    branches = _branches(report)
+    branches = branches_of(report)
     assert len(branches) == 40
     statuses = {b["status"] for b in branches.values()}
     assert statuses == {"aligned", "up_to_date", "merged", "conflict"}
@@ -65,9 +49,9 @@ def test_apply_moves_only_unmoved_branches_and_rollback_restores(demo_repo: Path
         "run", str(demo_repo), "--onto", "main", "--branch", "feature/*", "--report-dir", str(tmp_path / "r")
     )
     assert result.code == 0, result.stdout + result.stderr
-    report = _report(tmp_path / "r")
+    report = read_report(tmp_path / "r")
     run_id = report["run_id"]
-    branches = _branches(report)
+    branches = branches_of(report)
     original = {name: b["old_sha"] for name, b in branches.items()}
     # Someone pushes to one branch after the run planned it: it must be left alone.
     moved = "feature/clean-03"
@@ -107,9 +91,9 @@ def test_run_with_apply_moves_branches_atomically(demo_repo: Path, tmp_path: Pat
         str(tmp_path / "r"),
     )
     assert result.code == 0, result.stdout + result.stderr
-    report = _report(tmp_path / "r")
+    report = read_report(tmp_path / "r")
     assert report["applied"] is True
-    for name, branch in _branches(report).items():
+    for name, branch in branches_of(report).items():
         assert git_out(demo_repo, "rev-parse", f"refs/heads/{name}").strip() == branch["new_sha"]
         assert branch["applied"] == (branch["status"] != "up_to_date")
     assert "palign rollback" in result.stdout
@@ -134,7 +118,7 @@ def test_repository_hooks_never_run(demo_repo: Path, tmp_path: Path) -> None:
         str(tmp_path / "r"),
     )
     assert result.code == 0, result.stdout + result.stderr
-    run_id = _report(tmp_path / "r")["run_id"]
+    run_id = read_report(tmp_path / "r")["run_id"]
     assert run_palign("rollback", str(demo_repo), run_id).code == 0
     assert not marker.exists(), marker.read_text()
 
@@ -154,10 +138,10 @@ def test_option_like_branch_name_is_a_name(demo_repo: Path, tmp_path: Path) -> N
         cwd=tmp_path,
     )
     assert result.code == 0, result.stdout + result.stderr
-    branches = _branches(_report(tmp_path / "r"))
+    branches = branches_of(read_report(tmp_path / "r"))
     assert branches["--output=owned"]["status"] == "aligned"
     assert not (tmp_path / "owned").exists()
-    run_id = _report(tmp_path / "r")["run_id"]
+    run_id = read_report(tmp_path / "r")["run_id"]
     assert git_out(demo_repo, "rev-parse", f"refs/palign/staged/{run_id}/--output=owned").strip()
 
 
@@ -166,7 +150,7 @@ def test_file_url_works_like_a_path(demo_repo: Path, tmp_path: Path) -> None:
         "run", f"file://{demo_repo}", "--onto", "main", "--branch", "docs/*", "--report-dir", str(tmp_path / "r")
     )
     assert result.code == 0, result.stdout + result.stderr
-    assert {b["status"] for b in _branches(_report(tmp_path / "r")).values()} == {"up_to_date"}
+    assert {b["status"] for b in branches_of(read_report(tmp_path / "r")).values()} == {"up_to_date"}
 
 
 @pytest.mark.parametrize(
@@ -213,7 +197,7 @@ def test_an_unreachable_repository_is_infrastructure_exit_3(tmp_path: Path, url:
     assert not (tmp_path / "palign-report").exists()
 
 
-def test_demo_prints_summary_and_report(tmp_path: Path) -> None:
+def test_demo_prints_summary_andread_report(tmp_path: Path) -> None:
     result = run_palign("demo", "--dir", str(tmp_path / "d"), "--workers", "2")
     assert result.code == 0, result.stderr
     assert "40 branches" in result.stdout
@@ -231,8 +215,8 @@ def test_pull_request_refs_are_selected_by_full_ref_glob(demo_repo: Path, tmp_pa
         "run", str(demo_repo), "--onto", "main", "--branch", "refs/pull/*/head", "--report-dir", str(tmp_path / "r")
     )
     assert result.code == 1, result.stdout + result.stderr  # pull 2 conflicts
-    report = _report(tmp_path / "r")
-    branches = _branches(report)
+    report = read_report(tmp_path / "r")
+    branches = branches_of(report)
     assert {name: b["status"] for name, b in branches.items()} == {
         "refs/pull/1/head": "aligned",
         "refs/pull/2/head": "conflict",

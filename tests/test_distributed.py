@@ -6,78 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
 
 from palign.report import SCHEMA_PATH
-from tests.conftest import git_out, refs_snapshot, run_palign
+from tests.conftest import branches_of, comparable, git_out, read_report, refs_snapshot, run_palign
 from tests.gitrepo import GitRepo
-from tests.services import RedisServer, Worker, wait_for
-
-
-def fleet_repo(path: Path, *, independent: int = 12, stacks: int = 3, depth: int = 3) -> GitRepo:
-    """Independent branches (every third conflicts with main) and stacks of `depth`
-    branches (the first stack's bottom conflicts, so the branches above it are blocked)."""
-    repo = GitRepo.init(path)
-    for i in range(independent):
-        repo.write(f"src/m{i}.txt", "".join(f"line {n}\n" for n in range(20)))
-    repo.write("shared.txt", "one\ntwo\nthree\n")
-    repo.commit("base")
-    for i in range(independent):
-        repo.new_branch(f"pr/{i}", "main")
-        lines = [f"line {n}\n" for n in range(20)]
-        lines[2] = f"pr {i} edits line 2\n"
-        repo.write(f"src/m{i}.txt", "".join(lines))
-        repo.commit(f"pr {i}")
-        repo.write(f"src/new{i}.txt", f"new {i}\n")
-        repo.commit(f"pr {i}: a file")
-    for s in range(stacks):
-        below = "main"
-        for level in range(depth):
-            name = f"stack{s}/l{level}"
-            repo.new_branch(name, below)
-            if s == 0 and level == 0:
-                repo.write("shared.txt", "one\nstack edits two\nthree\n")
-            else:
-                repo.write(f"stack{s}/l{level}.txt", f"level {level}\n")
-            repo.commit(f"{name}")
-            below = name
-    repo.checkout("main")
-    for i in range(0, independent, 3):
-        lines = [f"line {n}\n" for n in range(20)]
-        lines[2] = f"main edits line 2 of {i}\n"
-        repo.write(f"src/m{i}.txt", "".join(lines))
-    repo.write("shared.txt", "one\nmain edits two\nthree\n")
-    repo.commit("main moves")
-    return repo
-
-
-def branches_of(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {b["branch_name"]: b for target in report["orchestration_results"].values() for b in target["branches"]}
-
-
-def comparable(repo: GitRepo, report: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
-    """What must not depend on the executor: verdict, tree, counts, plan facts."""
-    return {
-        name: (
-            b["status"],
-            repo.tree(b["new_sha"]) if b["new_sha"] else None,
-            b["commits_replayed"],
-            b["commits_skipped"],
-            b["category"],
-            b["stacked_on"],
-            b["errors_detected"],
-        )
-        for name, b in branches_of(report).items()
-    }
-
-
-def read_report(directory: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
-    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
-    return data
+from tests.repos import IMPORT_USE, fleet_repo, renaming_repo
+from tests.services import RedisServer, Worker, free_port, wait_for
 
 
 def task_workers(server: RedisServer, run_id: str) -> dict[str, str]:
@@ -206,23 +143,19 @@ def test_circuit_breaker_stops_a_run_of_failures(
 def test_bad_broker_input_writes_nothing(tmp_path: Path, redis_server: RedisServer) -> None:
     repo = fleet_repo(tmp_path / "repo", independent=3, stacks=0)
     before = refs_snapshot(repo.path)
-    wrong = run_palign("run", str(repo.path), "--onto", "main", "--broker", "amqp://localhost//")
+    work = tmp_path / "work"  # where a report folder would appear
+    work.mkdir()
+    wrong = run_palign("run", str(repo.path), "--onto", "main", "--broker", "amqp://localhost//", cwd=work)
     assert wrong.code == 2 and wrong.stderr.count("\n") == 1 and "redis://" in wrong.stderr
-    closed = f"redis://127.0.0.1:{_closed_port()}/0"
-    down = run_palign("run", str(repo.path), "--onto", "main", "--broker", closed)
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    down = run_palign("run", str(repo.path), "--onto", "main", "--broker", closed, cwd=work)
     assert down.code == 3 and down.stderr.count("\n") == 1 and "cannot reach the broker" in down.stderr
-    alone = run_palign("run", str(repo.path), "--onto", "main", "--no-wait")
+    alone = run_palign("run", str(repo.path), "--onto", "main", "--no-wait", cwd=work)
     assert alone.code == 2 and "--broker" in alone.stderr
-    unknown = run_palign("status", "20260101-000000-abcdef", "--broker", redis_server.url)
+    unknown = run_palign("status", "20260101-000000-abcdef", "--broker", redis_server.url, cwd=work)
     assert unknown.code == 2 and "unknown run id" in unknown.stderr
     assert refs_snapshot(repo.path) == before
-    assert not (Path.cwd() / "palign-report" / "never").exists()
-
-
-def _closed_port() -> int:
-    from tests.services import free_port
-
-    return free_port()
+    assert list(work.iterdir()) == []  # no report folder, nothing else
 
 
 @pytest.mark.parametrize("strategy", ["merge"])
@@ -257,8 +190,6 @@ def test_priority_and_strategy_reach_the_workers(
 def test_checks_gate_publishing_on_workers_too(
     tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
 ) -> None:
-    from tests.test_validation import IMPORT_USE, renaming_repo
-
     repo = renaming_repo(tmp_path / "repo")
     before, docs_before = repo.rev("feature"), repo.rev("docs")
     aligner = start_worker("aligner", queues="align,report")

@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,19 +16,23 @@ from typing import Any
 import pytest
 
 from palign.distributed.store import lock_key
-from tests.conftest import git_out, refs_snapshot, run_palign
+from tests.conftest import branches_of, comparable, git_out, read_report, refs_snapshot, run_palign
 from tests.gitrepo import GitRepo
+from tests.repos import fleet_repo
 from tests.services import RedisServer, Worker, wait_for
-from tests.test_distributed import branches_of, comparable, fleet_repo
 
 # Tasks of a vanished worker come back after the visibility timeout: short here.
 FAST_RECOVERY = {"PALIGN_VISIBILITY_TIMEOUT": "6", "PALIGN_RESTORE_INTERVAL": "1"}
+
+# Independent branches per run: a short form for every test run, a long one on demand
+# (`scripts/test -m slow`).
+SIZES = [120, pytest.param(960, marks=pytest.mark.slow, id="long")]
 
 
 def local_verdicts(repo: GitRepo, tmp_path: Path) -> dict[str, tuple[Any, ...]]:
     out = tmp_path / "local-report"
     run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(out))
-    return comparable(repo, json.loads((out / "report.json").read_text()))
+    return comparable(repo, read_report(out))
 
 
 def submit(repo: GitRepo, broker: str) -> str:
@@ -64,13 +67,15 @@ def assert_complete_and_sound(repo: GitRepo, report: dict[str, Any], expected: d
     subprocess.run(["git", "-C", str(repo.path), "fsck", "--no-dangling", "--strict"], check=True, capture_output=True)
 
 
+@pytest.mark.parametrize("independent", SIZES)
 def test_a_worker_killed_mid_run_costs_no_branch(
+    independent: int,
     tmp_path: Path,
     redis_server: RedisServer,
     start_worker: Callable[..., Worker],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    repo = fleet_repo(tmp_path / "repo", independent=240, stacks=3, depth=3)
+    repo = fleet_repo(tmp_path / "repo", independent=independent, stacks=3, depth=3)
     expected = local_verdicts(repo, tmp_path)
     victim = start_worker("victim", env=FAST_RECOVERY)
     survivor = start_worker("survivor", env=FAST_RECOVERY)
@@ -107,7 +112,7 @@ def test_a_worker_killed_mid_run_costs_no_branch(
     finally:
         producer.kill()
     assert producer.returncode == 1, stderr  # some branches conflict, as in the local run
-    report = json.loads((out / "report.json").read_text())
+    report = read_report(out)
     assert_complete_and_sound(repo, report, expected)
     assert int(client.hget(f"palign:run:{run_id}", "done") or 0) == len(expected)  # each branch counted once
     ran = {json.loads(client.get(k) or "{}").get("worker") for k in client.scan_iter(f"celery-task-meta-{run_id}.*")}
@@ -115,10 +120,11 @@ def test_a_worker_killed_mid_run_costs_no_branch(
     assert survivor.proc.poll() is None
 
 
+@pytest.mark.parametrize("independent", SIZES)
 def test_sigterm_is_a_warm_shutdown_and_the_run_completes(
-    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
+    independent: int, tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
 ) -> None:
-    repo = fleet_repo(tmp_path / "repo", independent=240, stacks=2, depth=3)
+    repo = fleet_repo(tmp_path / "repo", independent=independent, stacks=2, depth=3)
     expected = local_verdicts(repo, tmp_path)
     leaving = start_worker("leaving", env=FAST_RECOVERY)
     start_worker("staying", env=FAST_RECOVERY)
@@ -132,8 +138,9 @@ def test_sigterm_is_a_warm_shutdown_and_the_run_completes(
     assert_complete_and_sound(repo, report, expected)
 
 
-def test_redis_restart_with_persistence_loses_nothing(tmp_path: Path) -> None:
-    repo = fleet_repo(tmp_path / "repo", independent=240, stacks=2, depth=3)
+@pytest.mark.parametrize("independent", SIZES)
+def test_redis_restart_with_persistence_loses_nothing(independent: int, tmp_path: Path) -> None:
+    repo = fleet_repo(tmp_path / "repo", independent=independent, stacks=2, depth=3)
     expected = local_verdicts(repo, tmp_path)
     server = RedisServer(tmp_path / "redis-aof", persistent=True)
     worker = None
@@ -143,7 +150,7 @@ def test_redis_restart_with_persistence_loses_nothing(tmp_path: Path) -> None:
         run_id = submit(repo, server.url)
         wait_for(lambda: int(client.hget(f"palign:run:{run_id}", "done") or 0) > 0, 60, "the first results")
         server.stop()
-        time.sleep(1.0)
+        wait_for(lambda: "Connection to broker lost" in worker.log.read_text(), 60, "the worker to see Redis gone")
         server.start()  # same port, same append-only file
         report = finished_report(server, run_id, timeout=180)
         assert_complete_and_sound(repo, report, expected)
@@ -194,7 +201,7 @@ def test_a_branch_another_run_is_aligning_is_not_touched(
     out = tmp_path / "out"
     result = run_palign("run", str(repo.path), "--onto", "main", "--broker", redis_server.url, "--report-dir", str(out))
     assert result.code == 1
-    branches = branches_of(json.loads((out / "report.json").read_text()))
+    branches = branches_of(read_report(out))
     assert branches["pr/1"]["status"] == "error"
     assert branches["pr/1"]["errors_detected"] == ["branch_busy"]
     assert "20260101-000000-0ther0" in branches["pr/1"]["error_message"]

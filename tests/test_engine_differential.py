@@ -9,25 +9,20 @@ to produce, so a scenario cannot silently stop testing what its name says.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from gitrepo import GitRepo, hermetic_env  # noqa: E402
-from oracle import (  # noqa: E402
+from palign.model import Status, Strategy
+from tests.gitrepo import GitRepo, hermetic_env
+from tests.oracle import (
     PathNormalizer,
     assert_matches_git,
     df_label_agnostic,
     git_merge_result,
     git_rebase_result,
 )
-
-from palign.model import Status, Strategy  # noqa: E402
 
 ALIGNED, UP_TO_DATE, MERGED, CONFLICT = Status.ALIGNED, Status.UP_TO_DATE, Status.MERGED, Status.CONFLICT
 

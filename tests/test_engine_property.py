@@ -18,17 +18,14 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from gitrepo import GitRepo, hermetic_env  # noqa: E402
-from oracle import compare_all, df_label_agnostic  # noqa: E402
+from tests.gitrepo import GitRepo, hermetic_env
+from tests.oracle import compare_all, df_label_agnostic
 
 # Hypothesis writes its example database and, on failure, patch files under ./.hypothesis:
 # keep all of that out of the work tree.

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import read_report
+from tests.repos import fleet_repo
 from tests.services import RedisServer, Worker, free_port, wait_for
-from tests.test_distributed import fleet_repo
 
 AUTH = "ci:ci"
 
@@ -130,7 +131,7 @@ def test_flower_lists_a_runs_tasks_by_readable_name(
         if producer.poll() is None:
             producer.kill()
             producer.wait()
-    run_id = json.loads((tmp_path / "out" / "report.json").read_text())["run_id"]
+    run_id = read_report(tmp_path / "out")["run_id"]
     # The tasks the run had, from Celery's result records: a chain of two levels for the
     # stack, one task for the independent branches, and the chunk's callback.
     ran = sorted(key.removeprefix("celery-task-meta-") for key in client.scan_iter(f"celery-task-meta-{run_id}.*"))

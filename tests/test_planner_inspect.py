@@ -3,21 +3,16 @@ plans made from them."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pygit2
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from gitrepo import GitRepo  # noqa: E402
-
-from palign.errors import InputError  # noqa: E402
-from palign.engine.facts import gather_facts  # noqa: E402
-from palign.planner.model import BranchFacts, Category  # noqa: E402
-from palign.planner.plan import make_plan  # noqa: E402
+from palign.engine.facts import gather_facts
+from palign.errors import InputError
+from palign.planner.model import BranchFacts, Category
+from palign.planner.plan import make_plan
+from tests.gitrepo import GitRepo
 
 MAIN, REL = "main", "release/1.x"
 STACK = [f"stack/{i}" for i in range(1, 7)]

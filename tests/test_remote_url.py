@@ -3,13 +3,12 @@ mirror fetches it, results go back with `git push` (atomic, with leases)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git_out, run_palign
+from tests.conftest import git_out, read_report, run_palign
 
 
 def test_run_apply_and_rollback_over_a_url(served_repo: tuple[Path, str], tmp_path: Path) -> None:
@@ -18,7 +17,7 @@ def test_run_apply_and_rollback_over_a_url(served_repo: tuple[Path, str], tmp_pa
         "run", url, "--onto", "main", "--branch", "feature/clean-0*", "--report-dir", str(tmp_path / "r")
     )
     assert result.code == 0, result.stdout + result.stderr
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    report = read_report(tmp_path / "r")
     run_id = report["run_id"]
     branches = {b["branch_name"]: b for b in report["orchestration_results"]["main"]["branches"]}
     for name, branch in branches.items():
@@ -46,7 +45,7 @@ def test_apply_from_another_machine_with_an_empty_cache(
         "run", url, "--onto", "main", "--branch", "docs/*", "--branch", "stack/*", "--report-dir", str(tmp_path / "r")
     )
     assert result.code == 0, result.stdout + result.stderr
-    run_id = json.loads((tmp_path / "r" / "report.json").read_text())["run_id"]
+    run_id = read_report(tmp_path / "r")["run_id"]
     monkeypatch.setenv("PALIGN_CACHE_DIR", str(tmp_path / "another-cache"))
     applied = run_palign("apply", url, run_id)
     assert applied.code == 0, applied.stdout + applied.stderr

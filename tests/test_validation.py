@@ -4,47 +4,20 @@ pass are staged and applied."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
-from palign.report import SCHEMA_PATH
-from tests.conftest import git_out, run_palign
+from tests.conftest import branches_of, git_out, read_report, run_palign
 from tests.gitrepo import GitRepo
-
-IMPORT_USE = f"{sys.executable} -c 'import use'"
-
-
-def renaming_repo(path: Path) -> GitRepo:
-    """`feature` calls lib.helper(), which main renames: the rebase is clean, the result
-    broken. `docs` touches nothing of the code: it stays good."""
-    repo = GitRepo.init(path)
-    repo.write("lib.py", "def helper():\n    return 1\n")
-    repo.write("use.py", "import lib\n")
-    repo.write("README", "readme\n")
-    repo.commit("base")
-    repo.new_branch("feature", "main")
-    repo.write("use.py", "import lib\n\nVALUE = lib.helper()\n")
-    repo.commit("use helper")
-    repo.new_branch("docs", "main")
-    repo.write("README", "readme\nmore\n")
-    repo.commit("docs")
-    repo.checkout("main")
-    repo.write("lib.py", "def assist():\n    return 1\n")
-    repo.commit("rename helper to assist")
-    return repo
+from tests.repos import IMPORT_USE, renaming_repo
 
 
-def report_of(directory: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
-    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
-    return {b["branch_name"]: b for t in data["orchestration_results"].values() for b in t["branches"]}
+def report_of(directory: Path) -> dict[str, dict[str, Any]]:
+    return branches_of(read_report(directory))
 
 
 def test_a_branch_the_alignment_breaks_is_not_published(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""In-memory alignment with pygit2: nothing here checks out a working tree.
+"""The engine: everything done with pygit2, in memory, with no working tree. Code outside
+this package asks the engine (mostly `repository`) instead of using pygit2.
 
-`align.align_branch` is the one entry point; both executors (the local process pool and
-the Celery tasks) call it with an open mirror repository and an `AlignRequest`.
+`align.align_branch` aligns one branch; both executors (the local process pool and the
+Celery tasks) reach it through `palign.executor.unit`.
 """

@@ -1,2 +1,3 @@
-"""Executors run a list of alignment units: `local` (a process pool, the embedded
-default) and, in the distributed mode, Celery."""
+"""Executors run units of work: `unit` is the work itself (a stack, level by level, in
+one process), `local` runs units on a process pool (the embedded default); in distributed
+mode Celery's tasks run `unit` (see `palign.distributed`)."""
