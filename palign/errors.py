@@ -22,7 +22,13 @@ The CLI maps them to exit codes in one place (`exit_code_for`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from enum import IntEnum
+from typing import ParamSpec, TypeVar
+
+Params = ParamSpec("Params")
+Returned = TypeVar("Returned")
 
 
 class ExitCode(IntEnum):
@@ -98,6 +104,25 @@ class MalformedRecord(InfrastructureError):
 
 class RunTimeout(InfrastructureError):
     pass
+
+
+def translated(
+    library_errors: type[BaseException] | tuple[type[BaseException], ...], into: type[PalignError], what: str
+) -> Callable[[Callable[Params, Returned]], Callable[Params, Returned]]:
+    """A decorator: a library's errors raised by the function become `into`, saying `what`
+    failed (the boundary of one outside system)."""
+
+    def decorate(function: Callable[Params, Returned]) -> Callable[Params, Returned]:
+        @functools.wraps(function)
+        def call(*args: Params.args, **kwargs: Params.kwargs) -> Returned:
+            try:
+                return function(*args, **kwargs)
+            except library_errors as error:
+                raise into(f"{what}: {type(error).__name__}: {error}") from error
+
+        return call
+
+    return decorate
 
 
 def exit_code_for(error: BaseException) -> ExitCode:

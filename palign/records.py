@@ -290,19 +290,10 @@ class RunRecord:
     def status_json(self) -> dict[str, Any]:
         """What `palign status --json` shows: everything but what may carry credentials
         (REPO's URL, the tasks' settings)."""
+        shown = {name: value for name, value in self.to_fields().items() if name not in ("repo", "job_base")}
         data: dict[str, Any] = {
             "run_id": self.run_id,
-            "repository": self.repository,
-            "strategy": self.strategy.value,
-            "targets": dict(self.targets),
-            "apply": self.apply,
-            "priority": self.priority,
-            "created_at": self.created_at,
-            "breaker_failures": self.breaker.failures if self.breaker else 0,
-            "breaker_percent": self.breaker.percent if self.breaker else 0,
-            "chunks": self.chunks,
-            "total": self.total,
-            "tasks": self.tasks,
+            **shown,
             "state": self.state.value,
             "done": self.done,
             "failures": self.failures,

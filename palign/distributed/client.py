@@ -8,11 +8,9 @@ Redis's).
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
 
 from celery import Celery
 from kombu.exceptions import KombuError
@@ -20,15 +18,12 @@ from kombu.exceptions import KombuError
 from palign.distributed import producer
 from palign.distributed.app import make_app
 from palign.distributed.store import RunStore
-from palign.errors import BrokerUnavailable, InputError, UnknownRun
+from palign.errors import BrokerUnavailable, InputError, UnknownRun, translated
 from palign.model import AlignRequest, Progress, WorkUnit
 from palign.records import PlanInfo, RunRecord, RunState
 from palign.refs import check_run_id
 from palign.report import RunReport, from_record
 from palign.settings import QUEUES, Settings
-
-Params = ParamSpec("Params")
-Returned = TypeVar("Returned")
 
 
 @dataclass(frozen=True)
@@ -57,17 +52,8 @@ class WorkerOptions:
         return argv
 
 
-def _celery_errors(call: Callable[Params, Returned]) -> Callable[Params, Returned]:
-    """Celery's and kombu's errors of `call` become `BrokerUnavailable`."""
-
-    @functools.wraps(call)
-    def translated(*args: Params.args, **kwargs: Params.kwargs) -> Returned:
-        try:
-            return call(*args, **kwargs)
-        except KombuError as error:
-            raise BrokerUnavailable(f"the broker failed: {type(error).__name__}: {error}") from error
-
-    return translated
+# Celery's and kombu's errors (sending a task, say) become `BrokerUnavailable`.
+_celery_errors = translated(KombuError, BrokerUnavailable, "the broker failed")
 
 
 class DistributedRuns:

@@ -21,14 +21,13 @@ Every Redis error is translated here, in the method that meets it, into
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -38,25 +37,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from redis.retry import Retry
 
-from palign.errors import BrokerUnavailable, MalformedRecord, UnknownRun
+from palign.errors import BrokerUnavailable, MalformedRecord, UnknownRun, translated
 from palign.model import AlignRequest, BranchResult, Status
 from palign.records import QueuedBranch, RunRecord, RunState
 
-Params = ParamSpec("Params")
-Returned = TypeVar("Returned")
-
-
-def _translated(method: Callable[Params, Returned]) -> Callable[Params, Returned]:
-    """Redis errors of `method` become `BrokerUnavailable` (infrastructure: exit 3)."""
-
-    @functools.wraps(method)
-    def call(*args: Params.args, **kwargs: Params.kwargs) -> Returned:
-        try:
-            return method(*args, **kwargs)
-        except RedisError as error:
-            raise BrokerUnavailable(f"the broker failed: {type(error).__name__}: {error}") from error
-
-    return call
+# Redis errors of a store method become `BrokerUnavailable` (infrastructure: exit 3).
+_translated = translated(RedisError, BrokerUnavailable, "the broker failed")
 
 
 RUNS = "palign:runs"
