@@ -61,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             for label, tree in trees.items():
                 env = bench_align.git_env(scratch / "home")
                 env["PALIGN_CACHE_DIR"] = str(scratch / f"cache-{label}")
-                # `python -m palign` from that tree, whatever is installed
+                # `python -m palign` from that tree, whatever is installed: run in the tree,
+                # whose folder `-m` puts first on the path
                 env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
                 report_dir = scratch / f"report-{label}-{round_}"
                 cmd = [sys.executable, "-m", "palign"]
                 run = bench_align.run_palign(
-                    corpus_path, args.onto, args.branch, args.strategy, args.workers, report_dir, env, command=cmd
+                    corpus_path, args.onto, args.branch, args.strategy, args.workers, report_dir, env, cmd, tree
                 )
                 bench_align._restore_refs(corpus_path, branches)
                 if run.report is None:

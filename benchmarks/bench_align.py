@@ -146,12 +146,13 @@ def palign_command() -> list[str]:
 
 
 def run_palign(corpus_path: Path, onto: str, pattern: str, strategy: str, workers: int,
-               report_dir: Path, env: dict[str, str], command: list[str] | None = None) -> PalignRun:  # fmt: skip
+               report_dir: Path, env: dict[str, str], command: list[str] | None = None,
+               cwd: Path | None = None) -> PalignRun:  # fmt: skip
     cmd = [*(command or palign_command()), "run", str(corpus_path), "--onto", onto, "--branch", pattern,
            "--strategy", strategy, "--workers", str(workers), "--report-dir", str(report_dir)]  # fmt: skip
     peaks: dict[int, tuple[str, int]] = {}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
 
     def watch() -> None:
         while proc.poll() is None:

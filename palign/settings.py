@@ -28,6 +28,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -151,6 +152,15 @@ def _seconds(environ: Mapping[str, str], name: str, default: int) -> int:
 
 
 def check_broker_url(url: str) -> None:
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in ("redis", "rediss"):
-        raise InputError(f"broker must be a redis:// or rediss:// URL (got {redact_url(url)!r})")
+    """A redis:// or rediss:// URL with a host, a numeric port and database, if given."""
+    shown = redact_url(url)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("redis", "rediss") or "://" not in url:
+        raise InputError(f"broker must be a redis:// or rediss:// URL (got {shown!r})")
+    try:
+        parts.port  # noqa: B018  (parsing it is the check)
+    except ValueError:
+        raise InputError(f"broker URL has a port that is not a number: {shown!r}") from None
+    database = parts.path.strip("/")
+    if not parts.hostname or (database and not database.isdigit()):
+        raise InputError(f"broker URL needs a host and a numeric database, e.g. redis://host:6379/0 (got {shown!r})")

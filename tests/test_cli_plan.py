@@ -127,6 +127,28 @@ def test_conflicts_finds_pairs_that_conflict_with_each_other(tmp_path: Path) -> 
     assert [(p["left"], p["right"], p["paths"]) for p in found["conflicts"]] == [("a", "b", ["shared.txt"])]
 
 
+def test_conflicts_counts_branches_with_no_common_history_apart(tmp_path: Path) -> None:
+    """An orphan branch shares paths with the others but no history: git refuses to merge
+    such a pair, so it is counted, not reported as a conflict (nor an internal error)."""
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("shared.txt", "one\ntwo\n")
+    repo.commit("base")
+    repo.new_branch("a", "main")
+    repo.write("shared.txt", "one\nA\n")
+    repo.commit("a edits")
+    repo.git("checkout", "-q", "--orphan", "lonely")
+    repo.write("shared.txt", "lonely\n")
+    repo.commit("a history of its own")
+    repo.checkout("main")
+    result = run_palign("conflicts", str(repo.path), "--onto", "main", "--json", "--workers", "2")
+    assert result.code == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["pairs_checked"] == 1 and found["pairs_unrelated"] == 1
+    assert found["conflicts"] == [] and found["groups"] == []
+    shown = run_palign("conflicts", str(repo.path), "--onto", "main")
+    assert "1 pairs have no history in common" in shown.stdout, shown.stdout + shown.stderr
+
+
 def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path) -> None:
     repo = GitRepo.init(tmp_path / "repo")
     repo.write("shared.txt", "original\n")

@@ -7,6 +7,7 @@ No network, no Redis; the only subprocesses are `git init` for parse_location.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import re
 import shutil
@@ -844,7 +845,9 @@ def test_parse_sha_refuses_a_trailing_newline(value: str) -> None:
 def test_align_request_json_round_trip_and_bad_shas() -> None:
     original = request("x", 3, parent="refs/heads/p", parent_old=SHA_C, onto=SHA_256)
     data = json.loads(json.dumps(original.to_json()))
+    assert set(data) == {f.name for f in dataclasses.fields(AlignRequest)}  # no field left off the wire
     assert AlignRequest.from_json(data) == original
+    assert AlignRequest.from_json(json.loads(json.dumps(replace(original, forecast=True).to_json()))).forecast
     for field in ("old_sha", "target_sha", "parent_old", "onto"):
         with pytest.raises(MalformedRecord):
             AlignRequest.from_json({**data, field: "z" * 40})
@@ -1070,3 +1073,19 @@ def test_a_non_redis_broker_is_refused_without_showing_its_password(flag: str | 
 
 def test_uppercase_redis_scheme_is_accepted() -> None:
     assert Settings.load(environ={}, broker_url="REDIS://h:6379/0").broker.broker_url == "REDIS://h:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("redis://:hunter2@127.0.0.1:abc/0", "port that is not a number"),
+        ("redis://:hunter2@127.0.0.1:99999/0", "port that is not a number"),
+        ("redis://:hunter2@127.0.0.1:6379/zero", "numeric database"),
+        ("redis://:hunter2@/0", "needs a host"),
+    ],
+)
+def test_a_malformed_redis_url_is_one_line_of_bad_input(url: str, complaint: str) -> None:
+    """Not an internal error from deep inside the Redis client later on."""
+    with pytest.raises(InputError, match=complaint) as caught:
+        Settings.load(environ={}, broker_url=url, distributed=True)
+    assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
