@@ -95,7 +95,7 @@ def celery_config(settings: DistributedSettings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "task_track_started": True,
         "result_extended": True,
-        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
+        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],  # type: ignore[no-untyped-call]
         "task_default_queue": "align",
         "task_default_priority": DEFAULT_PRIORITY,
         "task_routes": {
