@@ -6,6 +6,8 @@
   (GIT_DIR, GIT_INDEX_FILE, GIT_EXEC_PATH ...) dropped;
 - with palign's safety config: hooks off, only the file, ssh, https, http and git
   transports allowed;
+- with credentials for REPO, when there are any, handed over by a credential helper
+  through the environment: never on a command line, where every local user can read it;
 - with its failure translated into palign's error tree: `GitCommandError`, and for
   commands that read another repository `remote_failure` tells a repository that is not
   there (bad input) from one that cannot be reached (infrastructure).
@@ -17,9 +19,11 @@ One-shot commands go through GitPython's `Git.execute`; long-lived ones (merge-t
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -47,10 +51,45 @@ _KEPT_GIT_VARS = frozenset(
 )
 
 
-def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+@dataclass(frozen=True)
+class Login:
+    """A user name and password (or token) for REPO, from its URL on the command line."""
+
+    username: str = field(repr=False)  # often a token itself (https://TOKEN@host/...)
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CredentialStore:
+    """A file of credentials in git's credential-store format (the operator's)."""
+
+    path: Path
+
+
+Auth = Login | CredentialStore
+
+# Answers git's `get` from two variables of git's own environment (no user string is
+# ever part of this command).
+_LOGIN_HELPER = (
+    '!f() { test "$1" = get && printf "username=%s\\npassword=%s\\n" '
+    '"$PALIGN_CREDENTIAL_USERNAME" "$PALIGN_CREDENTIAL_PASSWORD"; }; f'
+)
+
+
+def git_env(base: Mapping[str, str] | None = None, auth: Auth | None = None) -> dict[str, str]:
     """The environment of every git command palign runs (from this process's own)."""
     source = os.environ if base is None else base
     env = {k: v for k, v in source.items() if not k.startswith("GIT_") or k in _KEPT_GIT_VARS}
+    env.pop("PALIGN_CREDENTIAL_USERNAME", None)
+    env.pop("PALIGN_CREDENTIAL_PASSWORD", None)
+    config = list(_SAFETY_CONFIG)
+    if auth is not None:
+        config.append(("credential.helper", ""))  # only ours: the list starts again
+        if isinstance(auth, Login):
+            config.append(("credential.helper", _LOGIN_HELPER))
+            env.update(PALIGN_CREDENTIAL_USERNAME=auth.username, PALIGN_CREDENTIAL_PASSWORD=auth.password)
+        else:
+            config.append(("credential.helper", f"store --file={shlex.quote(str(auth.path))}"))
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_PAGER="cat",
@@ -59,9 +98,9 @@ def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         LANGUAGE="C",
         GIT_ASKPASS=source.get("GIT_ASKPASS", "true"),
         GIT_PROTOCOL_FROM_USER="0",
-        GIT_CONFIG_COUNT=str(len(_SAFETY_CONFIG)),
+        GIT_CONFIG_COUNT=str(len(config)),
     )
-    for index, (key, value) in enumerate(_SAFETY_CONFIG):
+    for index, (key, value) in enumerate(config):
         env[f"GIT_CONFIG_KEY_{index}"] = key
         env[f"GIT_CONFIG_VALUE_{index}"] = value
     return env
@@ -72,9 +111,10 @@ def _command_name(args: Sequence[str]) -> str:
     return next((a for a in args if not a.startswith("-") and "/" not in a), args[0] if args else "")
 
 
-def run(args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
-    """Run `git ARGS` and return its output; `stdin` feeds it refs, shas or a pack.
-    A non-zero exit raises `GitCommandError` with git's own message."""
+def run(args: Sequence[str], *, stdin: bytes | None = None, auth: Auth | None = None) -> bytes:
+    """Run `git ARGS` and return its output; `stdin` feeds it refs, shas or a pack; `auth`
+    answers git's questions for credentials. A non-zero exit raises `GitCommandError`
+    with git's own message."""
     import git  # GitPython: imported on first use, it costs a tenth of a second at start-up
 
     name = _command_name(args)
@@ -85,7 +125,7 @@ def run(args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
         try:
             status, output, error_output = git.Git().execute(
                 ["git", *args],
-                env=git_env(),
+                env=git_env(auth=auth),
                 istream=source,
                 with_extended_output=True,
                 with_exceptions=False,
@@ -100,8 +140,8 @@ def run(args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
     return bytes(output)
 
 
-def run_text(args: Sequence[str]) -> str:
-    return run(args).decode("utf-8", "surrogateescape")
+def run_text(args: Sequence[str], *, auth: Auth | None = None) -> str:
+    return run(args, auth=auth).decode("utf-8", "surrogateescape")
 
 
 Process = subprocess.Popen[bytes]

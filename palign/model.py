@@ -22,6 +22,20 @@ ZERO_SHA = Sha("0" * 40)  # git's "no object": a ref that must not exist yet, a 
 _SHA_RE = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 BRANCH_PREFIX = "refs/heads/"
+# The settings of REPO that decide what git's own rebase or merge would write there: the
+# only git settings that travel to workers (values without line breaks).
+COMMIT_SETTINGS = (
+    "user.name",
+    "user.email",
+    "i18n.commitEncoding",
+    "commit.cleanup",
+    "core.commentChar",
+    "merge.renames",
+    "merge.directoryRenames",
+    "merge.renameLimit",
+    "diff.renames",
+    "diff.renameLimit",
+)
 PALIGN_NAMESPACE = "refs/palign/"  # every ref palign writes without --apply (see palign.refs)
 
 

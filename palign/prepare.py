@@ -26,19 +26,22 @@ from palign.model import (
     BRANCH_PREFIX,
     PALIGN_NAMESPACE,
     AlignRequest,
+    BranchResult,
     Identity,
     Sha,
+    Status,
     Strategy,
     WorkUnit,
     branch_ref,
     short_name,
+    unaligned,
 )
 from palign.planner.model import BranchFacts, Plan
 from palign.planner.plan import make_plan
 from palign.planner.planfile import read_plan_file
 from palign.records import CircuitBreaker, PlanInfo
 from palign.settings import Settings
-from palign.transport import Mirror, parse_location
+from palign.transport import Mirror, mirror_of
 from palign.validation.checks import Check, from_commands
 
 # Below this many branches the planner's facts are gathered in this process.
@@ -74,6 +77,11 @@ class RunOptions:
             raise InputError(f"--priority must be 0-9 (got {self.priority})")
         if self.broker is None and (not self.wait or self.circuit_breaker or self.timeout):
             raise InputError("--no-wait, --circuit-breaker and --timeout need --broker")
+        if self.broker is not None and self.validate:
+            raise InputError(
+                "with --broker, checks are named, never sent: define them in palign.toml [validate] "
+                "on the producer (--config) and on the workers (palign worker --config)"
+            )
         if self.circuit_breaker is not None:
             CircuitBreaker.parse(self.circuit_breaker)
 
@@ -93,6 +101,7 @@ class Prepared:
     units: list[WorkUnit]
     diffing: PendingDiff | None = None  # what the run's commits changed, diffed while planning
     checks: tuple[Check, ...] = field(default=())  # the operator's checks for each aligned result
+    refused: list[BranchResult] = field(default_factory=list)  # selected, but left alone (their names)
 
     def changes_ready(self) -> ChangeIndex | None:
         if self.diffing is None:
@@ -121,7 +130,7 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
     options.check()
     config = load_config(options.config)
     entries = read_plan_file(options.plan_file) if options.plan_file is not None else []
-    mirror = Mirror(parse_location(options.repo), settings.cache_dir)
+    mirror = mirror_of(options.repo, settings)
     mirror.sync()
     refs = mirror.ref_values("refs/")
     repo = open_repository(str(mirror.path))
@@ -130,14 +139,13 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
         ref = _resolve_target(refs, name)
         targets[ref] = resolve_commit(repo, name, refs[ref])
     if entries and not options.branch_globs:
-        branches = []
-        for entry in entries:
-            ref = branch_ref(entry.branch_name)
-            if ref not in refs:
-                raise InputError(f"plan file line {entry.line}: no branch {entry.branch_name!r} in the repository")
-            branches.append(ref)
+        branches = [_planned_ref(entry.branch_name, entry.line, refs) for entry in entries]
     else:
         branches = select_branches(refs, options.branch_globs, exclude=set(targets))
+    refused = [_unnamed(ref, refs[ref], next(iter(targets))) for ref in branches if not _utf8(ref)]
+    branches = [ref for ref in branches if _utf8(ref)]
+    if not branches:
+        raise NoBranchMatched("no selected branch has a UTF-8 name: palign leaves such branches alone")
     diffing = _diff_in_background(repo, targets, [refs[r] for r in branches]) if diff_ahead else None
     names = {short_name(ref): ref for ref in targets}
     facts = _gather_facts(
@@ -170,7 +178,33 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
         )
     units = [[[requests[name] for name in level] for level in unit.levels] for unit in plan.units]
     checks = from_commands(options.validate) if options.validate else config.checks
-    return Prepared(mirror, targets, plan, requests, units, diffing, checks)
+    return Prepared(mirror, targets, plan, requests, units, diffing, checks, refused)
+
+
+def _planned_ref(name: str, line: int, refs: dict[str, str]) -> str:
+    """The branch a plan file names. Plan files are not trusted: they name branches only
+    (refs/heads/...); other refs (tags, pull requests) are selected with --branch."""
+    ref = branch_ref(name)
+    if not ref.startswith(BRANCH_PREFIX):
+        raise InputError(f"plan file line {line}: {name!r} is not a branch (select other refs with --branch)")
+    if ref not in refs:
+        raise InputError(f"plan file line {line}: no branch {name!r} in the repository")
+    return ref
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a name git allows but text cannot carry (reports, Redis, JSON)
+        return False
+    return True
+
+
+def _unnamed(ref: str, sha: str, target: str) -> BranchResult:
+    """The result of a branch whose name is not UTF-8: left alone, and said so."""
+    shown = ref.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    message = "its name is not UTF-8 text: palign leaves this branch alone"
+    return unaligned(shown, target, Sha(sha), Status.ERROR, "unsupported_branch_name", message)
 
 
 def run_identity(git_config: dict[str, str], settings: Settings) -> Identity:

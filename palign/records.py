@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
+from urllib.parse import urlsplit
 
 from palign.errors import InputError, MalformedRecord
-from palign.model import AlignRequest, Identity, Sha, Strategy, parse_sha
-from palign.validation.checks import Check
+from palign.model import COMMIT_SETTINGS, AlignRequest, Identity, Sha, Strategy, parse_sha
+from palign.validation.checks import CheckRef
+
+_SETTING_NAMES = {name.lower(): name for name in COMMIT_SETTINGS}
 
 
 class RunState(str, Enum):
@@ -83,14 +86,20 @@ class PlanInfo:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What every task of a run shares (kept once, in the run record)."""
+    """What every task of a run shares (kept once, in the run record). It says what to
+    do, never how to run it: checks are named (each worker runs its own), git settings
+    are limited to those that shape commits, REPO's URL carries no login."""
 
     run_id: str
     repo: str  # REPO's URL, which is all a worker knows of it
     identity: Identity  # committer, with the run's pinned time
     git_config: dict[str, str]  # REPO's settings that shape the commits git would write
-    checks: tuple[Check, ...] = ()
+    checks: tuple[CheckRef, ...] = ()
     baseline: bool = False
+
+    def __post_init__(self) -> None:
+        _check_git_config(self.git_config)
+        _check_repo_url(self.repo)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,20 +115,35 @@ class RunSpec:
     def from_json(cls, data: Mapping[str, Any]) -> RunSpec:
         try:
             git_config = data["git_config"]
-            if not isinstance(git_config, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in git_config.items()
-            ):
+            if not isinstance(git_config, dict):
                 raise MalformedRecord(f"not git settings: {git_config!r}")
             return cls(
                 run_id=_text(data["run_id"], "run_id"),
                 repo=_text(data["repo"], "repo"),
                 identity=Identity.from_json(data["identity"]),
                 git_config=dict(git_config),
-                checks=tuple(Check.from_json(c) for c in data.get("checks", ())),
+                checks=tuple(CheckRef.from_json(c) for c in data.get("checks", ())),
                 baseline=bool(data.get("baseline", False)),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise MalformedRecord(f"not a run's task settings: {error}") from None
+
+
+def _check_git_config(settings: Mapping[Any, Any]) -> None:
+    """Only the settings that shape commits (`COMMIT_SETTINGS`), one-line values: no
+    message can make a worker's git allow a transport or rewrite a URL."""
+    for key, value in settings.items():
+        if not isinstance(key, str) or key.lower() not in _SETTING_NAMES:
+            raise MalformedRecord(f"git setting not allowed in a task: {key!r}")
+        if not isinstance(value, str) or len(value) > 1024 or any(c in value for c in "\n\r\0"):
+            raise MalformedRecord(f"git setting {key} has a value that is not one line of text")
+
+
+def _check_repo_url(url: str) -> None:
+    """A URL for workers never carries a login: they use their own credentials."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("http", "https") and "@" in parts.netloc:
+        raise MalformedRecord("a repository URL with a login in a task: refused")
 
 
 @dataclass(frozen=True)

@@ -108,19 +108,22 @@ def create_once(
     returns how many were there already. A repeated task finds some or all of them written:
     the same sha is fine (a run pins its commit times, so a repeat writes the same
     commits), another sha is an error."""
-    specs = [f"{sha}:{ref}" for ref, sha in wanted.items()]
-    try:
-        mirror.push(specs, leases=dict.fromkeys(wanted, ZERO_SHA), atomic=True, objects_from=objects_from, have=have)
-        return 0
-    except GitCommandError:
-        existing = mirror.remote_refs(*wanted)
-    clashes = [ref for ref, sha in wanted.items() if existing.get(ref) not in (None, sha)]
-    if clashes:
-        raise InfrastructureError(f"refs of this run hold other commits: {', '.join(clashes)}")
-    missing = {ref: sha for ref, sha in wanted.items() if ref not in existing}
-    if missing:
-        create_once(mirror, missing, objects_from=objects_from, have=have)
-    return len(existing)
+    left = dict(wanted)
+    for _attempt in range(_ATTEMPTS):
+        specs = [f"{sha}:{ref}" for ref, sha in left.items()]
+        try:
+            mirror.push(specs, leases=dict.fromkeys(left, ZERO_SHA), atomic=True, objects_from=objects_from, have=have)
+            return len(wanted) - len(left)
+        except GitCommandError as error:
+            failure = error
+        existing = mirror.remote_refs(*left)
+        clashes = [ref for ref, sha in left.items() if existing.get(ref) not in (None, sha)]
+        if clashes:
+            raise InfrastructureError(f"refs of this run hold other commits: {', '.join(clashes)}")
+        left = {ref: sha for ref, sha in left.items() if ref not in existing}
+        if not left:
+            return len(wanted)
+    raise InfrastructureError(f"cannot write the run's refs to REPO: {failure}")
 
 
 def fetch_run_refs(mirror: Mirror, kind: Kind, run_id: str, branches: Iterable[str] | None = None) -> None:

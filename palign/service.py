@@ -30,7 +30,7 @@ from palign.prepare import Prepared, RunOptions, prepare, run_identity
 from palign.records import RunRecord, RunSpec, RunState
 from palign.report import RunReport, now
 from palign.settings import Settings
-from palign.transport import Mirror, commit_settings, parse_location
+from palign.transport import Mirror, commit_settings, mirror_of
 from palign.validation.cache import LocalCheckCache
 from palign.validation.gate import Checking
 from palign.validation.runner import Isolation
@@ -138,7 +138,7 @@ def run(
         repository=mirror.location.display,
         strategy=options.strategy.value,
         targets=dict(prepared.targets),
-        results=results,
+        results=results + prepared.refused,
         started_at=started_at,
         total_time_seconds=0.0,
         planned=prepared.plan_info(),
@@ -182,7 +182,7 @@ def submit(
         repo=location.url,
         identity=run_identity(git_config, settings),
         git_config=git_config,
-        checks=prepared.checks,
+        checks=tuple(check.ref() for check in prepared.checks),
         baseline=options.baseline,
     )
     record = RunRecord(
@@ -198,7 +198,9 @@ def submit(
         breaker=options.breaker,
     )
     with _phase("enqueueing", run_id):
-        runs.submit(record, requests=requests, planned=prepared.plan_info(), units=prepared.units)
+        runs.submit(
+            record, requests=requests, planned=prepared.plan_info(), units=prepared.units, refused=prepared.refused
+        )
     return run_id, runs
 
 
@@ -247,7 +249,7 @@ def start_flower(settings: Settings, *, address: str, port: int, basic_auth: str
 
 def _synced_mirror(repo: str, run_id: str, settings: Settings) -> Mirror:
     refs.check_run_id(run_id)
-    mirror = Mirror(parse_location(repo), settings.cache_dir)
+    mirror = mirror_of(repo, settings)
     mirror.sync()
     return mirror
 

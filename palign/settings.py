@@ -3,15 +3,26 @@ from its flags, then the environment, then the defaults, and handed down from th
 
 This is the only module that reads palign's environment variables. Nothing reads them
 at import time: an invalid value breaks only a command that needs it, and a flag given
-on the command line wins over the environment.
+on the command line wins over the environment. Secrets can come from files (`..._FILE`),
+so they appear in no process listing.
 
     PALIGN_CACHE_DIR          mirrors, check results, check folders   (user cache dir)
     PALIGN_SCRATCH_DIR        a run's new objects before they reach REPO (/dev/shm/palign-UID)
     PALIGN_COMMITTER_NAME     committer of rebased commits             (REPO's user.name)
     PALIGN_COMMITTER_EMAIL                                             (REPO's user.email)
-    PALIGN_NO_SANDBOX=1       run checks without bubblewrap
+    PALIGN_GIT_CREDENTIALS_FILE  credentials for REPO's URL, in git's credential-store format
+    PALIGN_ALLOW_UNSANDBOXED=1   run checks even where bubblewrap's sandbox does not work
+    PALIGN_NO_SANDBOX=1       run checks without bubblewrap at all (implies the above)
+    PALIGN_SANDBOX_PATHS      more folders checks may read (colon-separated; the system's
+                              and palign's own interpreter are always there)
     PALIGN_DEBUG=1            a traceback for internal errors
-    PALIGN_BROKER_URL         distributed commands' Redis URL          (redis://127.0.0.1:6379/0)
+  distributed mode:
+    PALIGN_BROKER_URL[_FILE]  the Redis URL                            (redis://127.0.0.1:6379/0)
+    PALIGN_BROKER_CA_FILE     CA certificates for a rediss:// broker   (the system's)
+    PALIGN_SIGNING_KEY[_FILE] the key that seals task messages and records (producers and workers)
+    PALIGN_ALLOWED_REPOS      repository URLs a worker serves (globs, comma-separated; a path
+                              pattern allows local repositories)      (none)
+    PALIGN_WORKER_CONFIG      the worker's palign.toml, where its checks are defined
     PALIGN_TASK_TIME_LIMIT    seconds a task may run                   (900)
     PALIGN_VISIBILITY_TIMEOUT seconds before Redis hands an unacknowledged task out again
                                                                        (2 x task limit + 60)
@@ -34,6 +45,7 @@ import platformdirs
 
 from palign.errors import InputError
 from palign.redact import redact_url
+from palign.signing import MIN_KEY_BYTES, Signer
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 QUEUES = ("align", "validate", "report")  # a worker serves all three unless told otherwise
@@ -49,7 +61,11 @@ class DistributedSettings:
     """What every process of a distributed run must agree on: the producer, each worker,
     Flower."""
 
-    broker_url: str
+    broker_url: str = field(repr=False)  # may hold a password
+    # The key that seals what crosses Redis (None: this command may only read states).
+    signing_key: bytes | None = field(default=None, repr=False)
+    # CA certificates that sign a rediss:// broker's certificate (None: the system's).
+    ca_file: Path | None = None
     # The longest a task may run; tasks are killed (and retried elsewhere) beyond it.
     task_time_limit: int = 900
     # Redis hands an unacknowledged task to another worker after this long: it must exceed
@@ -68,11 +84,17 @@ class DistributedSettings:
 
     @classmethod
     def load(cls, broker_url: str | None, environ: Mapping[str, str]) -> DistributedSettings:
-        url = broker_url or environ.get("PALIGN_BROKER_URL") or DEFAULT_BROKER_URL
+        url = broker_url or _secret(environ, "PALIGN_BROKER_URL") or DEFAULT_BROKER_URL
         check_broker_url(url)
         limit = _seconds(environ, "PALIGN_TASK_TIME_LIMIT", 900)
+        key = _secret(environ, "PALIGN_SIGNING_KEY")
+        if key is not None and len(key.encode()) < MIN_KEY_BYTES:
+            raise InputError(f"the signing key needs at least {MIN_KEY_BYTES} bytes (PALIGN_SIGNING_KEY[_FILE])")
+        ca_file = environ.get("PALIGN_BROKER_CA_FILE")
         return cls(
             broker_url=url,
+            signing_key=key.encode() if key is not None else None,
+            ca_file=Path(ca_file) if ca_file else None,
             task_time_limit=limit,
             # A prefetched task waits behind one running task: twice the limit, plus margin.
             visibility_timeout=_seconds(environ, "PALIGN_VISIBILITY_TIMEOUT", 2 * limit + 60),
@@ -82,6 +104,19 @@ class DistributedSettings:
             stall_timeout=_seconds(environ, "PALIGN_STALL_TIMEOUT", 2 * limit + 120),
         )
 
+    @property
+    def shown_broker(self) -> str:
+        return redact_url(self.broker_url)
+
+    def signer(self) -> Signer:
+        """What seals and opens task messages and records; refused without a key."""
+        if self.signing_key is None:
+            raise InputError(
+                "distributed runs need a signing key, the same on producers and workers: "
+                "set PALIGN_SIGNING_KEY_FILE (see the README's Security section)"
+            )
+        return Signer(self.signing_key)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -89,9 +124,14 @@ class Settings:
     scratch_dir: Path
     committer_name: str | None = None
     committer_email: str | None = None
-    sandbox: bool = True  # checks run in bubblewrap's sandbox when it is installed
+    sandbox: bool = True  # checks run in bubblewrap's sandbox
+    allow_unsandboxed: bool = False  # ... and still run where the sandbox does not work
+    sandbox_paths: tuple[Path, ...] = ()  # more folders checks may read
     # The PATH checks run with (the operator's own).
     check_path: str = "/usr/local/bin:/usr/bin:/bin"
+    git_credentials_file: Path | None = None  # credentials for REPO (git's credential-store format)
+    allowed_repos: tuple[str, ...] = ()  # what a worker serves (globs on URLs or paths)
+    worker_config: Path | None = None  # the worker's palign.toml (its checks)
     distributed: DistributedSettings | None = field(default=None)
 
     @classmethod
@@ -100,6 +140,8 @@ class Settings:
         *,
         broker_url: str | None = None,
         distributed: bool = False,
+        allowed_repos: tuple[str, ...] = (),
+        worker_config: Path | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Settings from flags (the arguments), then `environ` (default: this process's
@@ -107,13 +149,22 @@ class Settings:
         (a command that talks to Redis); `broker_url` is the --broker flag."""
         env = os.environ if environ is None else environ
         cache = Path(env["PALIGN_CACHE_DIR"]) if env.get("PALIGN_CACHE_DIR") else _default_cache_dir()
+        no_sandbox = bool(env.get("PALIGN_NO_SANDBOX"))
+        credentials = env.get("PALIGN_GIT_CREDENTIALS_FILE")
+        config = worker_config or (Path(env["PALIGN_WORKER_CONFIG"]) if env.get("PALIGN_WORKER_CONFIG") else None)
         return cls(
             cache_dir=cache,
             scratch_dir=Path(env["PALIGN_SCRATCH_DIR"]) if env.get("PALIGN_SCRATCH_DIR") else _default_scratch(cache),
             committer_name=env.get("PALIGN_COMMITTER_NAME") or None,
             committer_email=env.get("PALIGN_COMMITTER_EMAIL") or None,
-            sandbox=not env.get("PALIGN_NO_SANDBOX"),
+            sandbox=not no_sandbox,
+            allow_unsandboxed=no_sandbox or bool(env.get("PALIGN_ALLOW_UNSANDBOXED")),
+            sandbox_paths=tuple(Path(p) for p in env.get("PALIGN_SANDBOX_PATHS", "").split(":") if p),
             check_path=env.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+            git_credentials_file=Path(credentials) if credentials else None,
+            allowed_repos=allowed_repos
+            or tuple(p.strip() for p in env.get("PALIGN_ALLOWED_REPOS", "").split(",") if p.strip()),
+            worker_config=config,
             distributed=DistributedSettings.load(broker_url, env) if distributed or broker_url else None,
         )
 
@@ -136,6 +187,17 @@ def _default_scratch(cache: Path) -> Path:
     if shm.is_dir() and os.access(shm, os.W_OK):
         return shm / f"palign-{os.getuid()}"
     return cache / "scratch"
+
+
+def _secret(environ: Mapping[str, str], name: str) -> str | None:
+    """`NAME_FILE` (a file holding the secret: a mounted secret, say), else `NAME`."""
+    path = environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"{name}_FILE: cannot read {path}: {error}") from None
+    return environ.get(name) or None
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: int) -> int:

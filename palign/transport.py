@@ -1,10 +1,15 @@
 """Everything that talks to REPO: URL checks, the bare mirror in the cache, fetches and
 pushes with leases. Only this module runs git against another repository (through
 `palign.git`, which owns every git process).
+
+A login in REPO's URL (`https://user:token@host/...`) is taken out of it at once: the URL
+palign stores, shows, names its mirror after or sends to workers never holds it, and git
+gets it from a credential helper, not its command line.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import re
@@ -13,13 +18,15 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from filelock import FileLock
 
 from palign import git
-from palign.errors import GitCommandError, RepositoryNotFound, TransportRefused
-from palign.model import PALIGN_NAMESPACE, ZERO_SHA
+from palign.errors import GitCommandError, InputError, RepositoryNotFound, TransportRefused
+from palign.model import COMMIT_SETTINGS, PALIGN_NAMESPACE, ZERO_SHA
 from palign.redact import redact_url
+from palign.settings import Settings
 
 ALLOWED_SCHEMES = git.ALLOWED_PROTOCOLS
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
@@ -29,14 +36,35 @@ _AUTO_PACK_LIMIT = 50  # git's gc.autoPackLimit default
 
 @dataclass(frozen=True)
 class RepoLocation:
-    """A validated REPO argument: `url` is what git gets, `local_path` is set for local repos."""
+    """A validated REPO argument: `url` is what git gets (never with a password),
+    `local_path` is set for local repos, `login` holds what the URL's user part said."""
 
     url: str
     local_path: Path | None
+    login: git.Login | None = None
 
     @property
     def display(self) -> str:
         return str(self.local_path) if self.local_path is not None else redact_url(self.url)
+
+    def allowed_by(self, patterns: Sequence[str]) -> bool:
+        """Does a worker's allow-list admit this repository? URL globs match remote URLs;
+        only a path glob (`/srv/git/*`) admits a repository on the worker's own disk."""
+        if self.local_path is not None:
+            return any(p.startswith("/") and fnmatch.fnmatchcase(str(self.local_path), p) for p in patterns)
+        return any(not p.startswith("/") and fnmatch.fnmatchcase(self.url, p) for p in patterns)
+
+    @property
+    def identity(self) -> str:
+        """One name for one repository, whatever way its URL was written: what branch
+        locks are keyed by."""
+        if self.local_path is not None:
+            return str(self.local_path)
+        parts = urlsplit(self.url)
+        if not parts.scheme:  # user@host:path
+            return self.url.rstrip("/").removesuffix(".git")
+        path = parts.path.rstrip("/").removesuffix(".git")
+        return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
 
 
 def parse_location(repo: str) -> RepoLocation:
@@ -52,10 +80,26 @@ def parse_location(repo: str) -> RepoLocation:
             raise TransportRefused(f"transport refused: {scheme}:// (allowed: {', '.join(ALLOWED_SCHEMES)})")
         if scheme == "file":
             return _local(Path(repo[len("file://") :]), url=repo)
+        if scheme in ("http", "https"):
+            return _without_login(repo)
         return RepoLocation(url=repo, local_path=None)
     if _SCP_LIKE.match(repo):
         return RepoLocation(url=repo, local_path=None)  # user@host:path is ssh
     return _local(Path(repo), url=None)
+
+
+def _without_login(url: str) -> RepoLocation:
+    """An http(s) URL without its user part, and the login it held (percent-decoded, as
+    git reads it)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return RepoLocation(url=url, local_path=None)
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    login = git.Login(unquote(user), unquote(password))
+    if any(c in login.username + login.password for c in "\n\r\0"):
+        raise InputError("the login in the repository URL contains a line break or NUL")
+    return RepoLocation(url=urlunsplit(parts._replace(netloc=host)), local_path=None, login=login)
 
 
 def _local(path: Path, *, url: str | None) -> RepoLocation:
@@ -72,8 +116,10 @@ class Mirror:
     """palign's bare mirror of REPO in the cache; one lock per mirror serialises fetches
     among the processes (and later the Celery workers) of this machine."""
 
-    def __init__(self, location: RepoLocation, cache_dir: Path) -> None:
+    def __init__(self, location: RepoLocation, cache_dir: Path, *, credentials: Path | None = None) -> None:
+        """`credentials`: the operator's credential-store file, for a URL without a login."""
         self.location = location
+        self.auth: git.Auth | None = location.login or (git.CredentialStore(credentials) if credentials else None)
         key = hashlib.sha256(location.url.encode()).hexdigest()[:16]
         name = re.sub(r"[^A-Za-z0-9._-]", "_", location.url.rstrip("/").rsplit("/", 1)[-1])[:40]
         self.path = cache_dir / "mirrors" / f"{name}-{key}.git"
@@ -135,7 +181,7 @@ class Mirror:
     def _read_remote(self, *args: str) -> str:
         """A git command that reads REPO, its failure told apart: not there, or unreachable."""
         try:
-            return git.run_text(args)
+            return git.run_text(args, auth=self.auth)
         except GitCommandError as error:
             raise git.remote_failure(error, self.location.display) from None
 
@@ -197,7 +243,8 @@ class Mirror:
         chunk = len(specs) if atomic else 2000
         git_dir = str(objects_from or self.path)
         for start in range(0, len(specs), chunk):
-            git.run(["--git-dir", git_dir, *args, "--end-of-options", self.location.url, *specs[start : start + chunk]])
+            chunk_specs = specs[start : start + chunk]
+            git.run(["--git-dir", git_dir, *args, "--end-of-options", self.location.url, *chunk_specs], auth=self.auth)
 
     @property
     def writes_in_place(self) -> bool:
@@ -283,27 +330,18 @@ class Mirror:
         return values
 
 
+def mirror_of(repo: str, settings: Settings) -> Mirror:
+    """The mirror of REPO (a path or URL as the user gave it) in this machine's cache,
+    with the operator's credentials for it when its URL has no login."""
+    return Mirror(parse_location(repo), settings.cache_dir, credentials=settings.git_credentials_file)
+
+
 def checked_out_branches(location: RepoLocation) -> set[str]:
     """Branches checked out in REPO's working trees (git refuses to move those by push)."""
     if location.local_path is None or not (location.local_path / ".git").exists():
         return set()
     out = git.run_text(["-C", str(location.local_path), "worktree", "list", "--porcelain"])
     return {line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("branch ")}
-
-
-# The settings of REPO that decide what git's own rebase or merge would write there.
-COMMIT_SETTINGS = (
-    "user.name",
-    "user.email",
-    "i18n.commitEncoding",
-    "commit.cleanup",
-    "core.commentChar",
-    "merge.renames",
-    "merge.directoryRenames",
-    "merge.renameLimit",
-    "diff.renames",
-    "diff.renameLimit",
-)
 
 
 def commit_settings(location: RepoLocation) -> dict[str, str]:
@@ -317,6 +355,6 @@ def commit_settings(location: RepoLocation) -> dict[str, str]:
     values: dict[str, str] = {}
     for item in out.split("\0"):
         key, _, value = item.partition("\n")
-        if key:
+        if key and not any(c in value for c in "\n\r"):  # one-line values only: they travel to workers
             values[key] = value  # later (more local) settings win, as in git
     return values

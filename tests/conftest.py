@@ -20,6 +20,8 @@ from palign.report import SCHEMA_PATH
 from tests.gitrepo import GitRepo
 from tests.services import RedisServer, Worker, free_port, wait_for
 
+SIGNING_KEY = "palign tests: a key shared by producers and workers"
+
 
 @pytest.fixture(autouse=True)
 def hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,6 +36,8 @@ def hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         monkeypatch.setenv(key, "tester@example.com")
     monkeypatch.setenv("PALIGN_COMMITTER_NAME", "Tester")
     monkeypatch.setenv("PALIGN_COMMITTER_EMAIL", "tester@example.com")
+    # Producers and workers of the distributed tests seal and open with the same key.
+    monkeypatch.setenv("PALIGN_SIGNING_KEY", SIGNING_KEY)
 
 
 @dataclass
@@ -116,9 +120,16 @@ def start_worker(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable
     stopped at the end of the test."""
     started: list[Worker] = []
 
-    def start(name: str, concurrency: int = 1, env: dict[str, str] | None = None, queues: str | None = None) -> Worker:
+    def start(
+        name: str,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+        queues: str | None = None,
+        config: Path | None = None,
+    ) -> Worker:
+        directory = tmp_path / "workers" / name
         worker = Worker(
-            redis_server.url, name, tmp_path / "workers" / name, concurrency=concurrency, env=env, queues=queues
+            redis_server.url, name, directory, concurrency=concurrency, env=env, queues=queues, config=config
         )
         started.append(worker)
         return worker

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,6 +93,7 @@ class Worker:
         concurrency: int = 1,
         env: dict[str, str] | None = None,
         queues: str | None = None,
+        config: Path | None = None,
     ):
         self.name = name
         self.directory = directory
@@ -99,9 +101,12 @@ class Worker:
         self.log = directory / f"{name}.log"
         environment = os.environ.copy()
         environment.update(PALIGN_CACHE_DIR=str(directory / "cache"), PALIGN_BROKER_URL=broker)
+        # The tests' repositories: in temporary folders, or served on loopback.
+        environment["PALIGN_ALLOWED_REPOS"] = f"{tempfile.gettempdir()}/*,git://127.0.0.1:*,http://127.0.0.1:*"
         environment.update(env or {})
         args = [sys.executable, "-m", "palign", "worker", "-c", str(concurrency), "-n", f"{name}@%h"]
         args += ["-Q", queues] if queues else []
+        args += ["--config", str(config)] if config else []
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True

@@ -94,7 +94,7 @@ def test_no_module_is_longer_than_600_lines() -> None:
 
 # Outside systems and the modules allowed to use them directly.
 OWNERS = {
-    "subprocess": {"palign.git", "palign.validation.runner"},  # git; the operator's checks
+    "subprocess": {"palign.git", "palign.validation.runner", "palign.validation.sandbox"},  # git; checks
     "git": {"palign.git"},  # GitPython
     "pygit2": {name for name in MODULES if name.startswith("palign.engine")},
     "redis": {"palign.distributed.store"},

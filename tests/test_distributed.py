@@ -192,8 +192,11 @@ def test_checks_gate_publishing_on_workers_too(
 ) -> None:
     repo = renaming_repo(tmp_path / "repo")
     before, docs_before = repo.rev("feature"), repo.rev("docs")
+    # The run names its checks; each worker runs those of its own configuration.
+    config = tmp_path / "palign.toml"
+    config.write_text(f"[validate]\nimports = {json.dumps(IMPORT_USE)}\n")
     aligner = start_worker("aligner", queues="align,report")
-    checker = start_worker("checker", queues="validate")
+    checker = start_worker("checker", queues="validate", config=config)
     out = tmp_path / "out"
     result = run_palign(
         "run",
@@ -202,8 +205,8 @@ def test_checks_gate_publishing_on_workers_too(
         "main",
         "--broker",
         redis_server.url,
-        "--validate",
-        IMPORT_USE,
+        "--config",
+        str(config),
         "--apply",
         "--report-dir",
         str(out),
@@ -229,17 +232,9 @@ def test_checks_gate_publishing_on_workers_too(
     repo.git("update-ref", "refs/heads/docs", docs_before)  # as before the apply: aligned again, same tree
     again = tmp_path / "again"
     run_palign(
-        "run",
-        str(repo.path),
-        "--onto",
-        "main",
-        "--broker",
-        redis_server.url,
-        "--validate",
-        IMPORT_USE,
-        "--report-dir",
-        str(again),
-    )
+        "run", str(repo.path), "--onto", "main", "--broker", redis_server.url, "--config", str(config),
+        "--report-dir", str(again),
+    )  # fmt: skip
     assert branches_of(read_report(again))["docs"]["validation"]["checks"][0]["cached"] is True
     assert branches_of(read_report(again))["feature"]["validation"]["checks"][0]["cached"] is False  # failures rerun
 
@@ -253,8 +248,10 @@ def test_workers_reach_repo_only_by_its_url(
     repo = GitRepo(bare)
     local = run_palign("run", url, "--onto", "main", "--report-dir", str(tmp_path / "local"))
     assert local.code in (0, 1), local.stderr
-    start_worker("east")
-    start_worker("west")
+    config = tmp_path / "palign.toml"
+    config.write_text('[validate]\nlisting = "ls > /dev/null"\n')
+    start_worker("east", config=config)
+    start_worker("west", config=config)
     result = run_palign(
         "run",
         url,
@@ -262,8 +259,8 @@ def test_workers_reach_repo_only_by_its_url(
         "main",
         "--broker",
         redis_server.url,
-        "--validate",
-        "ls > /dev/null",
+        "--config",
+        str(config),
         "--report-dir",
         str(tmp_path / "dist"),
     )

@@ -170,7 +170,7 @@ def test_a_task_delivered_twice_gives_the_same_result_and_refs(
     refs = refs_snapshot(repo.path)
     client = redis_server.client()
     original = json.loads(client.get(f"celery-task-meta-{run_id}.1.0") or "{}")
-    job = original["args"][-1]
+    args = original["args"]  # sealed by the producer: a plain client could not make them
 
     from palign.distributed.app import make_app
     from palign.settings import Settings
@@ -178,14 +178,14 @@ def test_a_task_delivered_twice_gives_the_same_result_and_refs(
     app = make_app(Settings.load(broker_url=redis_server.url))
     align = app.tasks["palign.align"]
     # Delivered again after the run: the stored results come back, nothing is written.
-    again = align.apply_async(args=[[], job], task_id=f"{run_id}.again").get(timeout=60)
+    again = align.apply_async(args=args, task_id=f"{run_id}.again").get(timeout=60)
     assert again == original["result"]
     # Delivered again with a branch's result lost: it is aligned again, to the very same
     # commit (a run pins its committer time), and its staging ref is left as it was.
-    victim = job["requests"][0]["refname"]
+    victim = args[-1]["payload"]["requests"][0]["refname"]
     client.hdel(f"palign:run:{run_id}:results", victim)
-    redone = align.apply_async(args=[[], job], task_id=f"{run_id}.redone").get(timeout=60)
-    assert [r["new_sha"] for r in redone] == [r["new_sha"] for r in original["result"]]
+    redone = align.apply_async(args=args, task_id=f"{run_id}.redone").get(timeout=60)
+    assert [r["new_sha"] for r in redone["payload"][1]] == [r["new_sha"] for r in original["result"]["payload"][1]]
     assert refs_snapshot(repo.path) == refs
     assert branches_of(finished_report(redis_server, run_id)) == branches_of(first)
 

@@ -232,6 +232,9 @@ def test_circuit_breaker_parse_refuses_with_one_line(text: str) -> None:
         ("https://ghp_token123@github.com/o/r.git", "https://***@github.com/o/r.git"),
         ("http://token@h:8080/r", "http://***@h:8080/r"),
         ("redis://:pw@h:6379/0", "redis://***@h:6379/0"),
+        ("https://user:p@ss@host/x.git", "https://user:***@host/x.git"),
+        ("https://h/x.git?access_token=abc&ref=1", "https://h/x.git?access_token=***&ref=1"),
+        ("https://h?private_token=zz", "https://h?private_token=***"),
         ("redis://default@h:6379/0", "redis://***@h:6379/0"),
         ("rediss://user:pw@h:6380", "rediss://user:***@h:6380"),
         ("ssh://git@host/r.git", "ssh://git@host/r.git"),
@@ -555,16 +558,48 @@ def test_parse_location_finds_real_repositories(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "display"),
+    ("url", "plain", "login"),
     [
-        ("https://u:hunter2@h/r.git", "https://u:***@h/r.git"),
-        ("https://ghp_secret@github.com/o/r.git", "https://***@github.com/o/r.git"),
-        ("ssh://git@host/r.git", "ssh://git@host/r.git"),
-        ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+        ("https://u:hunter2@h/r.git", "https://h/r.git", ("u", "hunter2")),
+        ("https://ghp_secret@github.com/o/r.git", "https://github.com/o/r.git", ("ghp_secret", "")),
+        ("http://u%40corp:p%40ss%3Aword@127.0.0.1:8080/r.git", "http://127.0.0.1:8080/r.git", ("u@corp", "p@ss:word")),
+        ("ssh://git@host/r.git", "ssh://git@host/r.git", None),
+        ("git@github.com:o/r.git", "git@github.com:o/r.git", None),
     ],
 )
-def test_repo_location_display_redacts_urls(url: str, display: str) -> None:
-    assert parse_location(url).display == display
+def test_a_login_is_taken_out_of_the_repository_url(url: str, plain: str, login: tuple[str, str] | None) -> None:
+    """What palign keeps, shows and sends never holds the login; git gets it apart."""
+    location = parse_location(url)
+    assert location.url == plain and location.display == plain
+    assert (location.login.username, location.login.password) == login if login else location.login is None
+    assert "hunter2" not in repr(location) and "ghp_secret" not in repr(location)
+
+
+def test_a_login_with_a_line_break_is_refused() -> None:
+    with pytest.raises(InputError, match="line break"):
+        parse_location("https://u:a%0Ab@h/r.git")
+
+
+@pytest.mark.parametrize(
+    ("patterns", "url", "allowed"),
+    [
+        (["https://github.com/org/*"], "https://github.com/org/repo.git", True),
+        (["https://github.com/org/*"], "https://github.com/other/repo.git", False),
+        (["https://github.com/org/*"], "https://x:secret@github.com/org/repo.git", True),  # the login is not matched
+        ([], "https://github.com/org/repo.git", False),  # nothing allowed unless said
+    ],
+)
+def test_a_worker_serves_only_allowed_urls(patterns: list[str], url: str, allowed: bool) -> None:
+    assert parse_location(url).allowed_by(patterns) is allowed
+
+
+def test_only_a_path_pattern_admits_a_local_repository(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    local = parse_location(str(work))
+    assert not local.allowed_by(["*"])  # a URL glob never admits the worker's own disk
+    assert local.allowed_by([f"{tmp_path.resolve()}/*"])
+    assert parse_location(f"file://{work}").allowed_by([f"{tmp_path.resolve()}/*"])
 
 
 # --- 6. select_branches ----------------------------------------------------------------
@@ -644,13 +679,13 @@ def test_select_branches_refuses_a_repository_with_only_the_target() -> None:
 # --- 7. records and model ----------------------------------------------------------------
 
 
-def sample_spec(repo: str = "https://bot:hunter2@h/r.git") -> RunSpec:
+def sample_spec(repo: str = "https://h/r.git") -> RunSpec:
     return RunSpec(
         run_id="run-7",
         repo=repo,
         identity=Identity("Bot", "bot@example.com", 1_700_000_000),
         git_config={"user.name": "Bot", "merge.renames": "true"},
-        checks=(Check("tests", "pytest -x -q", 30.0, 2), Check("lint", "ruff check .")),
+        checks=(Check("tests", "pytest -x -q", 30.0, 2).ref(), Check("lint", "ruff check .").ref()),
         baseline=True,
     )
 
@@ -668,7 +703,8 @@ def test_job_json_round_trip() -> None:
     job = sample_job()
     again = Job.from_json(json.loads(json.dumps(job.to_json())))
     assert again == job
-    assert again.spec.checks[0] == Check("tests", "pytest -x -q", 30.0, 2)
+    assert again.spec.checks[0] == Check("tests", "pytest -x -q", 30.0, 2).ref()
+    assert "pytest" not in json.dumps(job.to_json())  # a message names its checks, never carries them
     assert again.refnames == ["refs/heads/stack/lower", "refs/heads/stack/upper", "refs/heads/feature/m"]
 
 
@@ -698,8 +734,23 @@ def _malformed_jobs() -> Iterator[Any]:
     data["requests"] = [["refs/heads/x"]]
     yield pytest.param(data, id="request-not-a-dict")
     data = _valid_job()
-    data["checks"] = [{"name": "t"}]
-    yield pytest.param(data, id="check-missing-run")
+    data["checks"] = [{"name": "t", "run": "touch /tmp/owned"}]
+    yield pytest.param(data, id="check-as-a-command")
+    data = _valid_job()
+    data["checks"] = [["tests", "not-a-digest"]]
+    yield pytest.param(data, id="check-with-a-bad-digest")
+    data = _valid_job()
+    data["git_config"] = {"protocol.ext.allow": "always"}
+    yield pytest.param(data, id="git-config-allowing-ext")
+    data = _valid_job()
+    data["git_config"] = {"url.ext::sh -c touch% /tmp/owned.insteadOf": "https://h/r.git"}
+    yield pytest.param(data, id="git-config-rewriting-the-url")
+    data = _valid_job()
+    data["git_config"] = {"user.name": "Bot\n[core]\n\tsshCommand = touch /tmp/owned"}
+    yield pytest.param(data, id="git-config-value-with-a-line-break")
+    data = _valid_job()
+    data["repo"] = "https://bot:hunter2@h/r.git"
+    yield pytest.param(data, id="repo-with-a-login")
     data = _valid_job()
     data["identity"] = ["Bot"]
     yield pytest.param(data, id="bad-identity")
@@ -717,7 +768,7 @@ def test_job_from_json_refuses_malformed_messages(data: Any) -> None:
         Job.from_json(data)
 
 
-def sample_record(repo: str = "https://bot:hunter2@h/r.git") -> RunRecord:
+def sample_record(repo: str = "https://h/r.git") -> RunRecord:
     return RunRecord(
         run_id="run-7",
         repo=repo,
@@ -727,7 +778,7 @@ def sample_record(repo: str = "https://bot:hunter2@h/r.git") -> RunRecord:
         apply=True,
         priority=2,
         created_at=1_700_000_000.5,
-        spec=sample_spec(repo),
+        spec=sample_spec("https://h/r.git"),
         breaker=CircuitBreaker(5, 50),
         total=40,
         tasks=6,
@@ -773,7 +824,7 @@ def test_run_record_fields_round_trip_without_breaker() -> None:
 
 
 def test_status_json_never_shows_the_repo_url_or_task_settings() -> None:
-    record = replace(sample_record(), apply_error="boom", cancel_requested=True)
+    record = replace(sample_record("https://bot:hunter2@h/r.git"), apply_error="boom", cancel_requested=True)
     status = record.status_json()
     text = json.dumps(status)
 
@@ -782,7 +833,6 @@ def test_status_json_never_shows_the_repo_url_or_task_settings() -> None:
     assert status["repository"] == "https://bot:***@h/r.git"
     assert status["run_id"] == "run-7" and status["breaker_percent"] == 50 and status["apply_error"] == "boom"
     assert "finished_at" not in status  # optional fields only when set
-    assert "hunter2" in json.dumps(record.to_fields())  # the workers do get it
 
 
 def test_status_json_omits_unset_flags() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -10,11 +11,27 @@ from palign import service
 from palign.cli import output
 from palign.cli.options import BROKER, CONTEXT, broker_settings
 from palign.report import to_json, to_markdown
-from palign.settings import QUEUES
+from palign.settings import QUEUES, Settings
 
 
 @click.command(context_settings=CONTEXT)
 @BROKER
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="This worker's palign.toml: its [validate] checks are the only ones it runs "
+    "(default: $PALIGN_WORKER_CONFIG; none: runs that name checks end in error).",
+)
+@click.option(
+    "--allow-repo",
+    "allowed_repos",
+    multiple=True,
+    metavar="PATTERN",
+    help="Serve repositories whose URL matches this glob, e.g. 'https://github.com/org/*'; a path glob "
+    "allows repositories on this machine (repeatable; default: $PALIGN_ALLOWED_REPOS, comma-separated).",
+)
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPUs).")
 @click.option("--autoscale", metavar="MAX,MIN", default=None, help="Grow to MAX processes under load, shrink to MIN.")
 @click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True, help="Queues to serve, comma-separated.")
@@ -22,6 +39,8 @@ from palign.settings import QUEUES
 @click.option("--loglevel", "-l", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
 def worker(
     broker: str | None,
+    config: Path | None,
+    allowed_repos: tuple[str, ...],
     concurrency: int | None,
     autoscale: str | None,
     queues: str,
@@ -32,6 +51,11 @@ def worker(
     time per process, task events on). Start one on every machine that reaches REPO and
     the broker; each keeps its own mirror cache in $PALIGN_CACHE_DIR.
 
+    A worker runs only what its own configuration allows: task messages must be sealed
+    with the signing key it shares with producers (PALIGN_SIGNING_KEY_FILE), name a
+    repository it serves (--allow-repo) and checks of its own --config. Credentials for
+    REPO come from PALIGN_GIT_CREDENTIALS_FILE or its git configuration, never a message.
+
     `celery -A palign.distributed.app worker` starts the same worker.
     """
     from palign.distributed.client import WorkerOptions
@@ -40,7 +64,8 @@ def worker(
         concurrency=concurrency, autoscale=autoscale, queues=queues, hostname=hostname, loglevel=loglevel
     )
     options.argv()  # refuses bad values before the broker is touched
-    service.start_worker(broker_settings(broker), options)
+    settings = Settings.load(broker_url=broker, distributed=True, allowed_repos=allowed_repos, worker_config=config)
+    service.start_worker(settings, options)
 
 
 @click.command(context_settings=CONTEXT)
@@ -94,8 +119,22 @@ def resume(run_id: str, broker: str | None) -> None:
 @BROKER
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
-@click.option("--basic-auth", metavar="USER:PASSWORD", default=None, help="Require this login (API and pages).")
-def flower(broker: str | None, address: str, port: int, basic_auth: str | None) -> None:
+@click.option(
+    "--basic-auth",
+    metavar="USER:PASSWORD",
+    default=None,
+    help="Require this login (API and pages). Visible to every user in process listings: prefer "
+    "--basic-auth-file, or $FLOWER_BASIC_AUTH.",
+)
+@click.option(
+    "--basic-auth-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A file holding USER:PASSWORD (a mounted secret, say).",
+)
+def flower(broker: str | None, address: str, port: int, basic_auth: str | None, basic_auth_file: Path | None) -> None:
     """Flower, the Celery dashboard, for palign's workers: each task shows as
-    `palign.align[RUN_ID] branch, ...`. Listens on 127.0.0.1 unless told otherwise."""
-    service.start_flower(broker_settings(broker), address=address, port=port, basic_auth=basic_auth)
+    `palign.align[RUN_ID] branch, ...`. Listens on 127.0.0.1 unless told otherwise.
+    Flower can send tasks; workers refuse every message that is not sealed with their key."""
+    login = basic_auth_file.read_text(encoding="utf-8").strip() if basic_auth_file is not None else basic_auth
+    service.start_flower(broker_settings(broker), address=address, port=port, basic_auth=login)

@@ -61,11 +61,17 @@ def celery_config(settings: DistributedSettings) -> dict[str, Any]:
         # expires (kombu: 5 minutes), which would delay every recovery that long.
         "unacked_mutex_expire": settings.restore_interval + 10,
     }
+    # rediss://: verify the server's certificate, against PALIGN_BROKER_CA_FILE or the system's CAs.
+    tls: dict[str, Any] | None = None
+    if _tls(settings.broker_url):
+        tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if settings.ca_file is not None:
+            tls["ssl_ca_certs"] = str(settings.ca_file)
     return {
         "broker_url": settings.broker_url,
         "result_backend": _backend_url(settings.broker_url),
-        # rediss://: verify the server's certificate (CA from the system or the URL's query).
-        "broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED} if _tls(settings.broker_url) else None,
+        "broker_use_ssl": tls,
+        "redis_backend_use_ssl": tls,
         "broker_transport_options": transport,
         "result_backend_transport_options": {"visibility_timeout": vt},
         "visibility_timeout": vt,

@@ -8,6 +8,7 @@ Redis's).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,15 +16,18 @@ from dataclasses import dataclass
 from celery import Celery
 from kombu.exceptions import KombuError
 
+from palign.config import load as load_config
 from palign.distributed import producer
 from palign.distributed.app import make_app
 from palign.distributed.store import RunStore
 from palign.errors import BrokerUnavailable, InputError, UnknownRun, translated
-from palign.model import AlignRequest, Progress, WorkUnit
+from palign.model import AlignRequest, BranchResult, Progress, WorkUnit
 from palign.records import PlanInfo, RunRecord, RunState
 from palign.refs import check_run_id
 from palign.report import RunReport, from_record
 from palign.settings import QUEUES, Settings
+
+log = logging.getLogger("palign")
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class DistributedRuns:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = RunStore(settings.broker.broker_url)
+        self.store = RunStore.of(settings.broker)
         self._app: Celery | None = None
 
     @property
@@ -71,8 +75,16 @@ class DistributedRuns:
         return self._app
 
     def check(self) -> None:
-        """Fail fast, with one line, when the broker cannot be reached."""
+        """Fail fast, with one line, when the broker cannot be reached, or when no live
+        worker holds this producer's signing key (they would refuse its tasks)."""
         self.store.check()
+        key_id = self.settings.broker.signer().key_id
+        workers = self.store.live_workers()
+        if workers and all(worker_key != key_id for _, worker_key in workers.values()):
+            raise InputError(
+                f"no live worker shares this producer's signing key ({len(workers)} workers have another): "
+                "give producers and workers the same PALIGN_SIGNING_KEY_FILE"
+            )
 
     @_celery_errors
     def submit(
@@ -82,8 +94,10 @@ class DistributedRuns:
         requests: Sequence[AlignRequest],
         planned: dict[str, PlanInfo],
         units: Sequence[WorkUnit],
+        refused: Sequence[BranchResult] = (),
     ) -> int:
-        """Record the run and send its canvas; returns the number of tasks sent."""
+        """Record the run and send its canvas; returns the number of tasks sent.
+        `refused` are branches left alone from the start (their results are recorded)."""
         return producer.enqueue(
             self.app,
             self.store,
@@ -91,6 +105,7 @@ class DistributedRuns:
             requests=requests,
             planned=planned,
             units=units,
+            refused=refused,
             ttl=self.settings.broker.run_ttl,
         )
 
@@ -108,8 +123,9 @@ class DistributedRuns:
         )
 
     def status(self, run_id: str) -> RunRecord:
+        """The run's record as it stands (its request checked when this command has the key)."""
         check_run_id(run_id)
-        return self.store.record(run_id)
+        return self.store.record(run_id, verified=self.settings.broker.signing_key is not None)
 
     def report(self, run_id: str) -> RunReport:
         check_run_id(run_id)
@@ -131,8 +147,14 @@ class DistributedRuns:
         return producer.resubmit_missing(self.app, self.store, run_id)
 
     def start_worker(self, options: WorkerOptions) -> None:
-        """Serve runs in this process until told to stop (Celery's worker)."""
+        """Serve runs in this process until told to stop (Celery's worker). Its key, its
+        checks and what it serves are checked first: bad settings stop it at once."""
         argv = options.argv()
+        self.settings.broker.signer()
+        if self.settings.worker_config is not None:
+            load_config(self.settings.worker_config)  # a malformed [validate] fails now, not per task
+        if not self.settings.allowed_repos:
+            log.warning("PALIGN_ALLOWED_REPOS is empty: this worker serves no repository")
         self.app.worker_main(argv)
 
     def start_flower(self, *, address: str, port: int, basic_auth: str | None) -> None:

@@ -13,7 +13,7 @@ from palign.model import BranchResult, Status, stopped_result, unaligned
 from palign.records import QueuedBranch, RunRecord, RunState
 from palign.report import RunReport, to_record
 from palign.settings import Settings
-from palign.transport import Mirror, parse_location
+from palign.transport import mirror_of
 
 
 def finish_run(store: RunStore, run_id: str, settings: Settings) -> None:
@@ -26,7 +26,7 @@ def finish_run(store: RunStore, run_id: str, settings: Settings) -> None:
         report = report_of(store, record)
         if record.apply and not report.cancelled and report.successful:
             try:
-                mirror = Mirror(parse_location(record.repo), settings.cache_dir)
+                mirror = mirror_of(record.repo, settings)
                 mirror.sync()
                 report.note_applied(refs.apply(mirror, run_id))
             except Exception as error:  # noqa: BLE001  (the report says why nothing moved)

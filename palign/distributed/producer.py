@@ -21,9 +21,10 @@ from celery.canvas import Signature
 from palign.distributed.store import RunStore
 from palign.distributed.tasks import ALIGN, CHUNK_DONE, CHUNK_FAILED, VALIDATE
 from palign.errors import RunTimeout
-from palign.model import AlignRequest, Progress, Status, WorkUnit
+from palign.model import AlignRequest, BranchResult, Progress, Status, WorkUnit
 from palign.records import Job, PlanInfo, QueuedBranch, RunRecord, RunSpec
 from palign.report import RunReport, from_record
+from palign.signing import Signer
 
 log = logging.getLogger("palign")
 
@@ -55,21 +56,23 @@ def pack_jobs(units: Sequence[WorkUnit], per_task: int = TASK_BRANCHES) -> list[
     return stacks + [[batch] for batch in tasks]
 
 
-def _chunks(app: Celery, spec: RunSpec, jobs: Sequence[WorkUnit], priority: int) -> Iterator[Signature]:
+def _chunks(app: Celery, signer: Signer, spec: RunSpec, jobs: Sequence[WorkUnit], priority: int) -> Iterator[Signature]:
     run_id = spec.run_id
     for number, start in enumerate(range(0, len(jobs), CHUNK_TASKS)):
         header = []
         for unit in range(start, min(start + CHUNK_TASKS, len(jobs))):
-            links = level_links(app, spec, unit, jobs[unit], 0, [], priority, "")
+            links = level_links(app, signer, spec, unit, jobs[unit], 0, [], priority, "")
             header.append(links[0] if len(links) == 1 else chain(*links))
-        body = app.signature(CHUNK_DONE, args=(run_id, number), immutable=True)
+        chunk = (signer.seal("chunk", [run_id, number]),)
+        body = app.signature(CHUNK_DONE, args=chunk, immutable=True)
         body = body.set(task_id=f"{run_id}.chunk{number}", priority=priority)
-        body = body.on_error(app.signature(CHUNK_FAILED, args=(run_id, number), immutable=True).set(priority=priority))
+        body = body.on_error(app.signature(CHUNK_FAILED, args=chunk, immutable=True).set(priority=priority))
         yield chord(group(header), body)
 
 
 def level_links(
     app: Celery,
+    signer: Signer,
     spec: RunSpec,
     unit: int,
     levels: Sequence[Sequence[AlignRequest]],
@@ -79,12 +82,13 @@ def level_links(
     suffix: str,
 ) -> list[Signature]:
     """The chain links of a unit from level `first` on: `palign.align` per level, each
-    followed by `palign.validate` (on the validate queue) when the run has checks."""
+    followed by `palign.validate` (on the validate queue) when the run has checks. Every
+    job is sealed, and so are the results of the levels below the first."""
     run_id = spec.run_id
     links: list[Signature] = []
     for level in range(first, len(levels)):
-        job = Job(spec, unit, level, tuple(levels[level])).to_json()
-        args: tuple[Any, ...] = (lower, job) if not links else (job,)
+        job = signer.seal("job", Job(spec, unit, level, tuple(levels[level])).to_json())
+        args: tuple[Any, ...] = (signer.seal("results", [run_id, lower]), job) if not links else (job,)
         links.append(app.signature(ALIGN, args=args).set(task_id=f"{run_id}.{unit}.{level}{suffix}", priority=priority))
         if spec.checks:
             validate = app.signature(VALIDATE, args=(job,))
@@ -101,17 +105,27 @@ def enqueue(
     planned: dict[str, PlanInfo],
     units: Sequence[WorkUnit],
     ttl: int,
+    refused: Sequence[BranchResult] = (),
 ) -> int:
-    """Record the run, then send its canvas chunk by chunk; returns the number of tasks."""
+    """Record the run, then send its canvas chunk by chunk; returns the number of tasks.
+    `refused` branches are recorded with their results at once (no task for them)."""
     loose = sum(len(unit[0]) for unit in units if len(unit) == 1)
-    jobs = pack_jobs(units, branches_per_task(loose, store.worker_processes()))
-    record = record.sized(total=len(requests), tasks=len(jobs), chunks=-(-len(jobs) // CHUNK_TASKS))
+    processes = sum(n for n, key_id in store.live_workers().values() if key_id == store.signer.key_id)
+    jobs = pack_jobs(units, branches_per_task(loose, processes))
+    total = len(requests) + len(refused)
+    record = record.sized(total=total, tasks=len(jobs), chunks=-(-len(jobs) // CHUNK_TASKS))
     branches = [
         QueuedBranch(r.refname, r.branch, r.target, r.old_sha, index, planned.get(r.branch))
         for index, r in enumerate(requests)
     ]
+    branches += [
+        QueuedBranch(r.refname, r.branch_name, r.target, r.old_sha, index)
+        for index, r in enumerate(refused, len(requests))
+    ]
     store.create(record, branches, ttl, jobs=jobs)
-    for canvas in _chunks(app, record.spec, jobs, record.priority):
+    if refused:
+        store.record_results(record.run_id, list(refused))
+    for canvas in _chunks(app, store.signer, record.spec, jobs, record.priority):
         canvas.apply_async()
     return sum(len(job) for job in jobs)
 
@@ -131,7 +145,9 @@ def resubmit_missing(app: Celery, store: RunStore, run_id: str) -> int:
         if first is None:
             continue
         lower = [results[r.refname].to_json() for level in levels[:first] for r in level]
-        links = level_links(app, record.spec, number, levels, first, lower, record.priority, f".again{attempt}")
+        links = level_links(
+            app, store.signer, record.spec, number, levels, first, lower, record.priority, f".again{attempt}"
+        )
         (links[0] if len(links) == 1 else chain(*links)).apply_async()
         resent += sum(len(level) for level in levels[first:])
     if resent:

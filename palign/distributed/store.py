@@ -9,20 +9,25 @@
     palign:run:<id>:events             stream progress events for live displays
     palign:run:<id>:report             string the finished report (JSON)
     palign:lock:<repo>:<ref>           string who is aligning that branch now (token, expiring)
-    palign:worker:<hostname>           string a live worker's process count (expiring, renewed)
+    palign:worker:<hostname>           string a live worker's process count and key id (expiring, renewed)
     palign:check:<sha256>              string a check's result for (tree, command) (expiring)
 
 Celery's own keys (queues, unacked, celery-task-meta-*) are Celery's business.
 
 Every Redis error is translated here, in the method that meets it, into
 `BrokerUnavailable`; records read back are decoded into the typed records of
-`palign.records` (a malformed one is `MalformedRecord`).
+`palign.records` (a malformed one is `MalformedRecord`). What producers and workers act
+on is sealed (`palign.signing`): the run record's request (its `seal` field), planned
+branches, tasks' work, results, the report, cached check results. A record whose seal does
+not verify is refused, or, for results, ignored as if absent (logged).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -37,9 +42,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from redis.retry import Retry
 
-from palign.errors import BrokerUnavailable, MalformedRecord, UnknownRun, translated
+from palign.errors import BrokerUnavailable, InputError, MalformedRecord, UnknownRun, translated
 from palign.model import AlignRequest, BranchResult, Status
 from palign.records import QueuedBranch, RunRecord, RunState
+from palign.settings import DistributedSettings
+from palign.signing import ForgedRecord, Signer
+
+log = logging.getLogger("palign")
 
 # Redis errors of a store method become `BrokerUnavailable` (infrastructure: exit 3).
 _translated = translated(RedisError, BrokerUnavailable, "the broker failed")
@@ -92,8 +101,12 @@ class Counters:
 
 
 class RunStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, signer: Signer | None = None, *, ca_file: str | None = None) -> None:
+        """`signer` seals what is written and opens what is read; without one, the store
+        only reads states and counters (status, cancel) and writes nothing sealed."""
         self.url = url
+        self._signer = signer
+        self._ca_file = ca_file
         # redis-py 8 defaults to 5 s socket timeouts; retries with backoff ride out a
         # Redis restart of a few seconds.
         # Typed loosely: redis-py's stubs cannot know decode_responses gives str.
@@ -105,17 +118,33 @@ class RunStore:
             health_check_interval=25,
             retry=Retry(ExponentialBackoff(cap=4, base=0.1), retries=12),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            **self._tls(),
         )
         self._record_results = self.redis.register_script(_RECORD_RESULTS)
+
+    def _tls(self) -> dict[str, Any]:
+        return {"ssl_ca_certs": self._ca_file} if self._ca_file and self.url.lower().startswith("rediss://") else {}
+
+    @classmethod
+    def of(cls, settings: DistributedSettings) -> RunStore:
+        """The store of these settings, sealing with their key when they have one."""
+        signer = settings.signer() if settings.signing_key is not None else None
+        return cls(settings.broker_url, signer, ca_file=str(settings.ca_file) if settings.ca_file else None)
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            raise InputError("reading this needs the signing key (PALIGN_SIGNING_KEY_FILE)")
+        return self._signer
 
     def check(self) -> None:
         """Fail fast, with one line, when the broker cannot be reached."""
         try:
             redis.Redis.from_url(
-                self.url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(NoBackoff(), 1)
+                self.url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(NoBackoff(), 1), **self._tls()
             ).ping()
-        except (RedisConnectionError, RedisTimeoutError) as error:
-            raise BrokerUnavailable(f"cannot reach the broker: {error}") from None
+        except RedisError as error:
+            raise BrokerUnavailable(f"cannot reach the broker: {type(error).__name__}: {error}") from None
 
     # --- runs -------------------------------------------------------------------------
 
@@ -129,17 +158,25 @@ class RunStore:
     ) -> None:
         """Write a new run: its record, its planned branches and its tasks' work (by task
         number, to send again what Redis may lose)."""
+        signer = self.signer
         key = run_key(record.run_id)
-        fields = {name: json.dumps(value) for name, value in record.to_fields().items()}
+        request = record.to_fields()
+        fields = {name: json.dumps(value) for name, value in request.items()}
+        fields["seal"] = json.dumps(signer.mac("record", [record.run_id, request]))
         with self.redis.pipeline() as pipe:
             pipe.hset(key, mapping={**fields, "state": RunState.QUEUED.value, "done": 0, "failures": 0})
             for start in range(0, len(branches), 5000):
-                mapping = {b.refname: json.dumps(b.to_json()) for b in branches[start : start + 5000]}
+                mapping = {
+                    b.refname: json.dumps(signer.seal("branch", [b.refname, b.to_json()]))
+                    for b in branches[start : start + 5000]
+                }
                 pipe.hset(f"{key}:branches", mapping=mapping)
             for start in range(0, len(jobs), 1000):
                 mapping = {
-                    str(start + i): json.dumps([[r.to_json() for r in level] for level in job])
-                    for i, job in enumerate(jobs[start : start + 1000])
+                    str(number): json.dumps(
+                        signer.seal("work", [record.run_id, number, [[r.to_json() for r in level] for level in job]])
+                    )
+                    for number, job in enumerate(jobs[start : start + 1000], start)
                 }
                 pipe.hset(f"{key}:jobs", mapping=mapping)
             pipe.zadd(RUNS, {record.run_id: time.time()})
@@ -148,7 +185,9 @@ class RunStore:
             pipe.execute()
 
     @_translated
-    def record(self, run_id: str) -> RunRecord:
+    def record(self, run_id: str, *, verified: bool = True) -> RunRecord:
+        """The run's record; its request (what was asked) is checked against its seal,
+        unless `verified` is false (a command that only shows a state)."""
         raw = self.redis.hgetall(run_key(run_id))
         if not raw:
             raise UnknownRun(f"unknown run id: {run_id} (no record in the broker; records expire after the run's TTL)")
@@ -158,7 +197,15 @@ class RunStore:
                 fields[name] = json.loads(value)
             except ValueError:
                 fields[name] = value  # written as plain text (the state)
-        return RunRecord.from_fields(run_id, fields)
+        record = RunRecord.from_fields(run_id, fields)
+        if verified:
+            request = {name: fields.get(name) for name in record.to_fields()}
+            expected = self.signer.mac("record", [run_id, request])
+            if not isinstance(fields.get("seal"), str) or not hmac.compare_digest(fields["seal"], expected):
+                raise ForgedRecord(
+                    f"run {run_id}: the record's seal does not verify (altered in Redis, or another key)"
+                )
+        return record
 
     @_translated
     def state(self, run_id: str) -> RunState:
@@ -183,17 +230,25 @@ class RunStore:
 
     @_translated
     def branches(self, run_id: str) -> dict[str, QueuedBranch]:
-        raw = self.redis.hgetall(f"{run_key(run_id)}:branches")
-        return {ref: QueuedBranch.from_json(ref, _decoded(v)) for ref, v in raw.items()}
+        """The run's planned branches; each must carry a seal that verifies."""
+        found = {}
+        for ref, value in self.redis.hgetall(f"{run_key(run_id)}:branches").items():
+            sealed_ref, data = _pair(self.signer.open("branch", _decoded(value)))
+            if sealed_ref != ref:
+                raise ForgedRecord(f"run {run_id}: a planned branch was moved to another name")
+            found[ref] = QueuedBranch.from_json(ref, data)
+        return found
 
     @_translated
     def jobs(self, run_id: str) -> dict[int, list[list[AlignRequest]]]:
         """The work of each task of the run, by task number (kept until the run ends)."""
-        raw = self.redis.hgetall(f"{run_key(run_id)}:jobs")
-        return {
-            int(number): [[AlignRequest.from_json(r) for r in level] for level in _decoded(levels)]
-            for number, levels in raw.items()
-        }
+        found = {}
+        for number, value in self.redis.hgetall(f"{run_key(run_id)}:jobs").items():
+            payload = self.signer.open("work", _decoded(value))
+            if not isinstance(payload, list) or len(payload) != 3 or payload[:2] != [run_id, int(number)]:
+                raise ForgedRecord(f"run {run_id}: the work of task {number} was moved from elsewhere")
+            found[int(number)] = [[AlignRequest.from_json(r) for r in level] for level in payload[2]]
+        return found
 
     # --- results, stops ---------------------------------------------------------------
 
@@ -201,7 +256,8 @@ class RunStore:
     def record_results(self, run_id: str, results: Sequence[BranchResult]) -> Counters:
         args: list[Any] = []
         for result in results:
-            args += [result.refname, json.dumps(result.to_json()), "1" if result.status.counts_as_failure else "0"]
+            sealed = self.signer.seal("result", [run_id, result.to_json()])
+            args += [result.refname, json.dumps(sealed), "1" if result.status.counts_as_failure else "0"]
         key = run_key(run_id)
         new, done, failures = self._record_results(keys=[key, f"{key}:results"], args=args)
         if new:
@@ -225,7 +281,18 @@ class RunStore:
         else:
             names = list(refnames)
             raw = {n: v for n, v in zip(names, self.redis.hmget(key, names), strict=True) if v is not None}
-        return {ref: BranchResult.from_json(_decoded(v)) for ref, v in raw.items()}
+        found = {}
+        for ref, value in raw.items():
+            try:
+                sealed_run, data = _pair(self.signer.open("result", _decoded(value)))
+                result = BranchResult.from_json(data)
+                if sealed_run != run_id or result.refname != ref:
+                    raise ForgedRecord("a result moved from another run or branch")
+            except MalformedRecord as error:  # planted in Redis: as if there were no result
+                log.warning("run %s: ignored the stored result of %s: %s", run_id, ref, error)
+                continue
+            found[ref] = result
+        return found
 
     @_translated
     def stop_reason(self, run_id: str) -> Status | None:
@@ -273,7 +340,7 @@ class RunStore:
         key = run_key(run_id)
         ttl = int(self.redis.ttl(key) or 0)
         with self.redis.pipeline() as pipe:
-            pipe.set(f"{key}:report", json.dumps(report))
+            pipe.set(f"{key}:report", json.dumps(self.signer.seal("report", [run_id, report])))
             pipe.hset(key, mapping={"state": state.value, "finished_at": json.dumps(time.time())})
             pipe.delete(f"{key}:jobs")
             if ttl > 0:
@@ -288,9 +355,9 @@ class RunStore:
         raw = self.redis.get(f"{run_key(run_id)}:report")
         if not raw:
             return None
-        data = _decoded(raw)
-        if not isinstance(data, dict):
-            raise MalformedRecord(f"run {run_id}: the stored report is not an object")
+        sealed_run, data = _pair(self.signer.open("report", _decoded(raw)))
+        if sealed_run != run_id or not isinstance(data, dict):
+            raise ForgedRecord(f"run {run_id}: the stored report belongs to another run")
         return data
 
     # --- progress events ------------------------------------------------------------------
@@ -322,13 +389,22 @@ class RunStore:
 
     @_translated
     def register_worker(self, hostname: str, processes: int, ttl: int = 30) -> None:
-        self.redis.set(WORKER_PREFIX + hostname, processes, ex=ttl)
+        """A live worker: how many processes it runs, and which key it opens seals with
+        (an id, not the key), so producers can tell a worker that would refuse their tasks."""
+        self.redis.set(WORKER_PREFIX + hostname, json.dumps([processes, self.signer.key_id]), ex=ttl)
 
     @_translated
-    def worker_processes(self) -> int:
-        """Processes of the workers alive now (0 when none has registered)."""
+    def live_workers(self) -> dict[str, tuple[int, str]]:
+        """Hostname -> (processes, signing key id) of the workers alive now."""
         keys = list(self.redis.scan_iter(WORKER_PREFIX + "*", count=1000))
-        return sum(int(v) for v in self.redis.mget(keys) if v) if keys else 0
+        found: dict[str, tuple[int, str]] = {}
+        for key, value in zip(keys, self.redis.mget(keys) if keys else [], strict=True):
+            try:
+                processes, key_id = json.loads(value)
+                found[key.removeprefix(WORKER_PREFIX)] = (int(processes), str(key_id))
+            except (TypeError, ValueError):
+                continue  # expired meanwhile, or not a worker's
+        return found
 
     # --- branch locks -------------------------------------------------------------------
 
@@ -336,7 +412,7 @@ class RunStore:
         return BranchLocks(self.redis, repo_url, refnames, owner)
 
     def check_cache(self) -> RedisCheckCache:
-        return RedisCheckCache(self.redis)
+        return RedisCheckCache(self.redis, self.signer.for_purpose("check cache"))
 
 
 def _decoded(raw: str) -> Any:
@@ -346,23 +422,38 @@ def _decoded(raw: str) -> Any:
         raise MalformedRecord(f"not JSON: {raw[:80]!r}") from None
 
 
+def _pair(payload: Any) -> tuple[Any, Any]:
+    """A sealed [what it belongs to, data] payload."""
+    if not isinstance(payload, list) or len(payload) != 2:
+        raise ForgedRecord("a sealed record of the wrong shape")
+    return payload[0], payload[1]
+
+
 class RedisCheckCache:
     """Check results shared by every worker: a tree checked on one machine is not checked
-    again on another."""
+    again on another. Each record is sealed with a key of the workers' own: a record
+    planted in Redis does not verify, and is ignored."""
 
-    def __init__(self, client: Any, ttl: int = 30 * 24 * 3600) -> None:
+    def __init__(self, client: Any, signer: Signer, ttl: int = 30 * 24 * 3600) -> None:
         self.client = client
+        self.signer = signer
         self.ttl = ttl
 
     @_translated
     def get(self, key: str) -> dict[str, Any] | None:
         raw = self.client.get(CHECK_PREFIX + key)
-        found = _decoded(raw) if raw else None
-        return found if isinstance(found, dict) else None
+        if not raw:
+            return None
+        try:
+            sealed_key, record = _pair(self.signer.open("check", _decoded(raw)))
+        except MalformedRecord as error:
+            log.warning("ignored a cached check result that does not verify: %s", error)
+            return None
+        return record if sealed_key == key and isinstance(record, dict) else None
 
     @_translated
     def put(self, key: str, record: dict[str, Any]) -> None:
-        self.client.set(CHECK_PREFIX + key, json.dumps(record), ex=self.ttl)
+        self.client.set(CHECK_PREFIX + key, json.dumps(self.signer.seal("check", [key, record])), ex=self.ttl)
 
 
 class BranchLocks:

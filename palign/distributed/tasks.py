@@ -8,7 +8,10 @@ always complete; only bugs raise.
 - `palign.chunk_done` / `palign.chunk_failed`: the callback and errback of each chunk's
   chord; the call that closes the last chunk finishes the run (report, then apply).
 
-Messages carry a `Job` as JSON (see `palign.records`); the tasks are registered on an app
+Messages carry a sealed `Job` (see `palign.records`, `palign.signing`): what to do, never
+how to run it. A message whose seal does not verify is refused before anything runs and
+logged; a repository outside the worker's allow-list, or a check the worker is not
+configured with, ends the task's branches as `error`. The tasks are registered on an app
 by `register`, called by `palign.distributed.app.make_app`.
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Celery, Task
+from celery.exceptions import Reject
 
 from palign.distributed import worker, workspace
 from palign.distributed.finish import finish_run
@@ -29,6 +33,9 @@ from palign.errors import InfrastructureError, InputError
 from palign.executor.unit import align_levels
 from palign.model import AlignRequest, BranchResult, Status, unaligned
 from palign.records import Job
+from palign.signing import ForgedRecord
+from palign.transport import parse_location
+from palign.validation.checks import Check
 from palign.validation.gate import Checking, gate_for
 from palign.validation.runner import Isolation
 
@@ -58,7 +65,8 @@ class AlignTask(Task):  # type: ignore[misc]
     label = ALIGN
 
     def shadow_name(self, args: Any, kwargs: Any, options: Any) -> str:
-        job = args[-1] if args else kwargs.get("job", {})
+        sealed = args[-1] if args else kwargs.get("job", {})
+        job = sealed.get("payload", {}) if isinstance(sealed, dict) else {}
         names = [r["refname"].removeprefix("refs/heads/") for r in job.get("requests", [])]
         shown = ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
         return f"{self.label}[{job.get('run_id', '?')}] {shown}"
@@ -82,26 +90,63 @@ def _failed(branch: AlignRequest | BranchResult, message: str, detected: str) ->
     return unaligned(branch.refname, branch.target, branch.old_sha, Status.ERROR, detected, message)
 
 
-def align(self: AlignTask, lower: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+def _opened(task: Task, kind: str, sealed: Any) -> Any:
+    """The payload of a sealed argument; a message that does not verify is refused (not
+    retried, not recorded): nothing it says is believed, not even which run it names."""
+    try:
+        return worker.store().signer.open(kind, sealed)
+    except ForgedRecord as error:
+        log.error("refused task %s (%s): %s", task.request.id, task.name, error)
+        raise Reject(str(error), requeue=False) from None
+
+
+def _received(task: Task, sealed_job: Any, sealed_results: Any) -> tuple[Job, list[dict[str, Any]]]:
+    """A task's job, and the results it received (the levels below, sealed by the task
+    that aligned them, or by the producer), checked to belong to the same run."""
+    work = Job.from_json(_opened(task, "job", sealed_job))
+    payload = _opened(task, "results", sealed_results)
+    if not isinstance(payload, list) or len(payload) != 2 or payload[0] != work.run_id:
+        log.error("refused task %s (%s): results of another run", task.request.id, task.name)
+        raise Reject("results of another run", requeue=False)
+    return work, list(payload[1])
+
+
+def _sealed_results(run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return worker.store().signer.seal("results", [run_id, results])
+
+
+def _refused_repository(work: Job, requests: list[AlignRequest] | list[BranchResult]) -> list[BranchResult]:
+    """Error results when this worker does not serve the job's repository."""
+    if parse_location(work.spec.repo).allowed_by(worker.settings().allowed_repos):
+        return []
+    message = "this worker does not serve this repository (PALIGN_ALLOWED_REPOS)"
+    return [_failed(r, message, "repository_not_allowed") for r in requests]
+
+
+def align(self: AlignTask, lower: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     """Align the job's requests (one level) onto their targets, or onto the aligned tips of
     the branches below them in `lower`; returns `lower` plus this level's results."""
-    work = Job.from_json(job)
+    work, received = _received(self, job, lower)
     run_id, names = work.run_id, work.refnames
     runs = worker.store()
-    below = {r.refname: r for r in (BranchResult.from_json(d) for d in lower)}
+    below = {r.refname: r for r in (BranchResult.from_json(d) for d in received)}
     todo = list(work.requests)
     try:
         runs.mark_running(run_id)
         results = runs.results(run_id, names)  # a repeated task finds them
         todo = [r for r in work.requests if r.refname not in results]
-        if todo:
+        refused = _refused_repository(work, todo) if todo else []
+        if refused:
+            _record(runs, run_id, refused)
+            results = runs.results(run_id, names)
+        elif todo:
             results.update(_align(runs, work, todo, below))
     except SoftTimeLimitExceeded:
         failed = [_failed(r, "the task ran past its time limit", "time_limit") for r in todo]
         results = _record_and_read(runs, run_id, failed, names)
     except RETRYABLE as error:
         results = _record_and_read(runs, run_id, self.retry_or_fail(error, run_id, todo), names)
-    return lower + [results[name].to_json() for name in names]
+    return _sealed_results(run_id, received + [results[name].to_json() for name in names])
 
 
 def _record_and_read(
@@ -186,24 +231,44 @@ def _record(runs: RunStore, run_id: str, results: list[BranchResult]) -> None:
         finish_run(runs, run_id, worker.settings())
 
 
-def validate(self: ValidateTask, aligned: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+def _checks_of(work: Job) -> tuple[Check, ...] | str:
+    """The worker's own checks the job names, or why it cannot run them."""
+    configured = worker.configured_checks()
+    checks = []
+    for ref in work.spec.checks:
+        check = configured.get(ref.name)
+        if check is None:
+            return f"check {ref.name!r} is not configured on this worker (its palign.toml [validate])"
+        if check.ref() != ref:
+            return f"check {ref.name!r} on this worker differs from the one the run asked for"
+        checks.append(check)
+    return tuple(checks)
+
+
+def validate(self: ValidateTask, aligned: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     """Run the run's checks on the results `palign.align` left under refs/palign/pending/:
     passing ones are staged, failing ones become `failed_validation`; then record the
     level. Returns what it received, this level's results checked."""
-    work = Job.from_json(job)
+    work, received_json = _received(self, job, aligned)
     run_id, names = work.run_id, work.refnames
     runs = worker.store()
-    received = {r["refname"]: BranchResult.from_json(r) for r in aligned}
+    received = {r["refname"]: BranchResult.from_json(r) for r in received_json}
     level = [received[name] for name in names]
     try:
         stored = runs.results(run_id, names)  # a repeated task finds them
         todo = [r for r in level if r.refname not in stored]
-        if todo:
+        checks = _checks_of(work)
+        refused = _refused_repository(work, todo) if todo else []
+        if isinstance(checks, str):
+            refused = [_failed(r, checks, "check_not_configured") for r in todo]
+        if refused:
+            _record(runs, run_id, refused)
+        elif todo and not isinstance(checks, str):
             settings = worker.settings()
             space = workspace.workspace_for(work.spec, settings)
             gated = [r for r in todo if r.status.publishable and r.new_sha]
             workspace.ensure_pending(space, gated)
-            checking = Checking(work.spec.checks, Isolation.of(settings), work.spec.baseline)
+            checking = Checking(checks, Isolation.of(settings), work.spec.baseline)
             gate = gate_for(str(space.scratch.path), space.context.repo, checking, runs.check_cache())
             checked = [gate(r) if r in gated else r for r in todo]
             workspace.promote(space, checked)
@@ -214,22 +279,27 @@ def validate(self: ValidateTask, aligned: list[dict[str, Any]], job: dict[str, A
         results = _record_and_read(runs, run_id, failed, names)
     except RETRYABLE as error:
         results = _record_and_read(runs, run_id, self.retry_or_fail(error, run_id, level), names)
-    lower = [r for r in aligned if r["refname"] not in set(names)]
-    return lower + [results[name].to_json() for name in names]
+    lower = [r for r in received_json if r["refname"] not in set(names)]
+    return _sealed_results(run_id, lower + [results[name].to_json() for name in names])
 
 
-def chunk_done(self: Task, run_id: str, chunk: int) -> str:
-    return _close_chunk(self, run_id, chunk)
+def chunk_done(self: Task, chunk: dict[str, Any]) -> str:
+    return _close_chunk(self, chunk)
 
 
-def chunk_failed(self: Task, run_id: str, chunk: int) -> str:
+def chunk_failed(self: Task, chunk: dict[str, Any]) -> str:
     """A task of the chunk failed for good (its worker died too often): the branches it did
     not finish end as `error` in the report."""
-    log.warning("run %s: chunk %d ended with a failed task", run_id, chunk)
-    return _close_chunk(self, run_id, chunk)
+    return _close_chunk(self, chunk, failed=True)
 
 
-def _close_chunk(task: Task, run_id: str, chunk: int) -> str:
+def _close_chunk(task: Task, sealed: dict[str, Any], *, failed: bool = False) -> str:
+    payload = _opened(task, "chunk", sealed)
+    if not isinstance(payload, list) or len(payload) != 2:
+        raise Reject("not a chunk", requeue=False)
+    run_id, chunk = str(payload[0]), int(payload[1])
+    if failed:
+        log.warning("run %s: chunk %d ended with a failed task", run_id, chunk)
     try:
         runs = worker.store()
         if runs.chunk_finished(run_id, chunk):  # true for every call once all chunks ended

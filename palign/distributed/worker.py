@@ -1,7 +1,7 @@
 """A worker process's life, driven by Celery's signals (palign's one seam into them): its
-settings, its own connection to the run store (never shared across a fork), its
-registration with producers (renewed with each heartbeat), and the removal of its
-workspace when it stops.
+settings and the checks of its own configuration, its own connection to the run store
+(never shared across a fork), its registration with producers (renewed with each
+heartbeat), and the removal of its workspace when it stops.
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ from typing import Any
 
 from celery.signals import heartbeat_sent, worker_process_init, worker_process_shutdown, worker_ready
 
+from palign.config import load as load_config
 from palign.distributed import workspace
 from palign.distributed.store import RunStore
 from palign.errors import BrokerUnavailable, InputError
 from palign.settings import Settings
+from palign.validation.checks import Check
 
 log = logging.getLogger("palign.worker")
 
 _settings: Settings | None = None
 _store: RunStore | None = None
+_checks: dict[str, Check] | None = None
 _processes = 0
 _node = ""
 
@@ -48,8 +51,18 @@ def store() -> RunStore:
     """This process's connection to the run store."""
     global _store
     if _store is None:
-        _store = RunStore(settings().broker.broker_url)
+        _store = RunStore.of(settings().broker)
     return _store
+
+
+def configured_checks() -> dict[str, Check]:
+    """The checks this worker may run, by name: its own palign.toml's [validate]
+    (`--config`, or PALIGN_WORKER_CONFIG); a task names them, never defines them."""
+    global _checks
+    if _checks is None:
+        path = settings().worker_config
+        _checks = {check.name: check for check in load_config(path).checks} if path is not None else {}
+    return _checks
 
 
 def _fresh_process(**_: Any) -> None:

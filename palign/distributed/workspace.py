@@ -25,7 +25,7 @@ from palign.executor import unit
 from palign.model import AlignRequest, BranchResult
 from palign.records import RunSpec
 from palign.settings import Settings
-from palign.transport import Mirror, parse_location
+from palign.transport import Mirror, mirror_of
 
 log = logging.getLogger("palign.worker")
 
@@ -62,7 +62,7 @@ def workspace_for(spec: RunSpec, settings: Settings) -> Workspace:
     if _current is not None and _current.run_id == spec.run_id:
         return _current
     close()
-    mirror = Mirror(parse_location(spec.repo), settings.cache_dir)
+    mirror = mirror_of(spec.repo, settings)
     if not (mirror.path / "HEAD").exists():
         mirror.sync()
     scratch = ScratchStore(

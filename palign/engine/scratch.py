@@ -9,14 +9,14 @@ crashed runs on the next start).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from types import TracebackType
 
 import pygit2
 
-from palign.folders import remove_orphans
+from palign.folders import owned_name, private_folder, remove_orphans
+from palign.model import COMMIT_SETTINGS
 
 _LEFTOVER_AGE_SECONDS = 24 * 3600
 
@@ -29,15 +29,16 @@ class ScratchStore:
         reads how git would write commits (encoding, message cleanup)."""
         self.mirror_git_dir = mirror_git_dir
         self.git_config = git_config or {}
-        self.path = root / f"{label}-{os.getpid()}.git"
+        self.path = root / f"{owned_name(label)}.git"
 
     def __enter__(self) -> ScratchStore:
-        root = self.path.parent
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        root = private_folder(self.path.parent)
         remove_orphans(root, older_than=_LEFTOVER_AGE_SECONDS)
         repo = pygit2.init_repository(str(self.path), bare=True)
+        allowed = {name.lower() for name in COMMIT_SETTINGS}
         for key, value in self.git_config.items():
-            repo.config[key] = value
+            if key.lower() in allowed and "\n" not in value:  # only what shapes commits, ever
+                repo.config[key] = value
         alternates = self.path / "objects" / "info" / "alternates"
         alternates.write_text(str((self.mirror_git_dir / "objects").resolve()) + "\n")
         return self

@@ -12,7 +12,7 @@ from typing import Any
 
 from palign.errors import InfrastructureError
 from palign.executor.unit import align_stack
-from palign.model import BranchResult, Identity, WorkUnit
+from palign.model import BranchResult, Identity, Status, WorkUnit, unaligned
 from palign.validation.gate import Checking
 from palign.validation.runner import CheckCache
 
@@ -54,13 +54,20 @@ def run_local(
             for i in ordered
         }
         for future in as_completed(futures):
+            unit = units[futures[future]]
             try:
-                payload = future.result()
+                unit_results = [BranchResult.from_json(item) for item in future.result()]
             except BrokenProcessPool as error:
                 raise InfrastructureError(
                     f"a worker process died ({error}); nothing was written to the repository"
                 ) from None
-            unit_results = [BranchResult.from_json(item) for item in payload]
+            except Exception as error:  # noqa: BLE001 - a bug or hostile content in one unit ends that unit
+                message = f"its unit of work failed: {type(error).__name__}: {error}"
+                unit_results = [
+                    unaligned(r.refname, r.target, r.old_sha, Status.ERROR, "unit_failed", message)
+                    for level in unit
+                    for r in level
+                ]
             results[futures[future]] = unit_results
             if on_result is not None:
                 for result in unit_results:

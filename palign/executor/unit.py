@@ -101,12 +101,24 @@ def align_levels(
                 if not request.forecast:
                     result.change_summary = summaries_for(ctx).of(request, result)
                 if gate is not None and result.status.publishable and result.new_sha:
-                    result = gate(result)  # a branch stacked on one that fails its checks is blocked
+                    result = _gated(gate, result)  # a branch stacked on one that fails its checks is blocked
                     if result.change_summary is not None and result.status is Status.FAILED_VALIDATION:
                         result.change_summary["summary"] += "; then failed its checks"
             done[request.refname] = result
             new.append(result)
     return new
+
+
+def _gated(gate: Gate, result: BranchResult) -> BranchResult:
+    """The gate's verdict; a gate that breaks (a hostile tree, a full disk) makes the
+    branch an `error`, never the run."""
+    try:
+        return gate(result)
+    except Exception as error:  # noqa: BLE001 - one branch's checks must not stop the run
+        result.status = Status.ERROR
+        result.errors_detected.append("checks_failed_to_run")
+        result.error_message = f"its checks could not run: {type(error).__name__}: {error}"
+        return result
 
 
 def align_stack(

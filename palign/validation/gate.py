@@ -40,9 +40,16 @@ def gate_for(git_dir: str, repo: Repository, checking: Checking, cache: CheckCac
         failed = outcome.failed
         if failed is None:
             return result
+        if failed.refused is not None:  # the machine cannot run checks safely: not the branch's fault
+            result.status = Status.ERROR
+            result.errors_detected.append("checks_refused")
+            result.error_message = f"check {failed.name!r} did not run: {failed.refused}"
+            return result
         result.status = Status.FAILED_VALIDATION
         result.errors_detected.append("failed_validation")
         how = "timed out" if failed.timed_out else f"exited {failed.exit_code}"
+        if failed.not_run is not None:
+            how = f"could not run ({failed.not_run})"
         result.error_message = f"check {failed.name!r} {how} on the aligned result"
         if checking.baseline:
             before = run_checks(result.old_sha)

@@ -1,21 +1,20 @@
 """Run the operator's checks on one commit, each attempt in a throw-away working tree.
 
 Isolation:
-- with bubblewrap (`bwrap`, Debian's `bubblewrap`) the check runs in a sandbox: the whole
-  file system read-only, palign's cache (the mirrors) and scratch stores hidden, only its
-  own tree, HOME and TMPDIR writable, its own process namespace (it sees no other process,
-  and all of it dies with it). Without bwrap the rest below still holds, and the report
-  says `"sandbox": false`;
+- a sandbox (bubblewrap, see `sandbox`): a minimal read-only system, no capabilities, no
+  network unless asked, its own processes; where it cannot work, checks are refused
+  unless the operator allows them unsandboxed, and the report says how each ran;
 - the tree is a plain export of the commit (`git archive`, extracted with tarfile's `data`
   filter: no absolute paths, no `..`, no links leaving the tree) without a `.git`, so no
   hook or repository setting of the branch can act, and the mirror is not reachable
-  through the tree;
+  through the tree; a tree that cannot be exported so fails its check, with the reason;
 - the command gets a clean environment (PATH, a private HOME and TMPDIR, a C.UTF-8
   locale): no broker URL, token or git setting of palign's own process leaks into it;
 - it runs in a process group of its own, killed as a whole on timeout and when the
   check ends (background processes included);
 - the tree is removed afterwards, and trees of processes that died are removed on the
-  next start.
+  next start (folders are named after their host and process, in this machine's scratch
+  folder, so a cache shared by several machines never mixes them up).
 """
 
 from __future__ import annotations
@@ -34,11 +33,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from palign import git
-from palign.errors import GitCommandError, InfrastructureError
-from palign.folders import remove_orphans
+from palign.errors import GitCommandError
+from palign.folders import owned_name, private_folder, remove_orphans
 from palign.settings import Settings
 from palign.validation.cache import check_key
 from palign.validation.checks import Check
+from palign.validation.sandbox import Sandbox, confine
 
 OUTPUT_TAIL_BYTES = 4000
 
@@ -61,6 +61,9 @@ class CheckResult:
     timed_out: bool = False
     cached: bool = False
     sandbox: bool = False  # ran confined by bubblewrap
+    unsandboxed_because: str | None = None  # the operator's setting that let it run without
+    refused: str | None = None  # why it did not run at all (no sandbox): not the branch's fault
+    not_run: str | None = None  # why it could not run on this tree (a hostile tree): the branch's
 
     @property
     def passed_on_retry(self) -> bool:
@@ -83,6 +86,10 @@ class Validation:
     def failed(self) -> CheckResult | None:
         return next((c for c in self.checks if not c.passed), None)
 
+    @property
+    def refused(self) -> CheckResult | None:
+        return next((c for c in self.checks if c.refused), None)
+
     def to_json(self) -> dict[str, Any]:
         return {"passed": self.passed, "tree": self.tree, "checks": [c.to_json() for c in self.checks]}
 
@@ -92,16 +99,14 @@ class Isolation:
     """Where checks run and what confines them, from the settings of the machine."""
 
     work_root: Path  # throw-away folders, one per attempt
-    hidden: tuple[Path, ...]  # folders the sandbox hides (the mirrors, the scratch stores)
-    sandbox: bool  # use bubblewrap when it is installed
+    sandbox: Sandbox
     path: str  # the PATH checks run with
 
     @classmethod
     def of(cls, settings: Settings) -> Isolation:
         return cls(
-            work_root=settings.cache_dir / "worktrees",
-            hidden=(settings.cache_dir, settings.scratch_dir),
-            sandbox=settings.sandbox,
+            work_root=settings.scratch_dir / "checks",
+            sandbox=Sandbox(settings.sandbox, settings.allow_unsandboxed, settings.sandbox_paths),
             path=settings.check_path,
         )
 
@@ -109,18 +114,19 @@ class Isolation:
 def validate(
     git_dir: str, commit: str, tree: str, checks: Sequence[Check], cache: CheckCache | None, isolation: Isolation
 ) -> Validation:
-    """Run `checks` in order on `commit` (whose tree id is `tree`) until one fails. A
-    (tree, command) pair that passed before (in `cache`) is not run again."""
+    """Run `checks` in order on `commit` (whose tree id is `tree`) until one fails. A check
+    that passed on the same tree before (in `cache`) is not run again."""
     outcome = Validation(tree)
     for check in checks:
-        key = check_key(tree, check.run)
+        key = check_key(tree, check.ref().digest)
         known = cache.get(key) if cache is not None else None
         if known is not None:
-            result = CheckResult(**{**known, "name": check.name, "cached": True})
+            fields = {name: value for name, value in known.items() if name in CheckResult.__dataclass_fields__}
+            result = CheckResult(**{**fields, "name": check.name, "cached": True})
         else:
             result = _run_with_retries(git_dir, commit, check, isolation)
+            # Only passes are kept: a failure (perhaps a flake past its retries) is run again.
             if cache is not None and result.passed:
-                # Only passes are kept: a failure (perhaps a flake past its retries) is run again.
                 cache.put(key, {k: v for k, v in asdict(result).items() if k != "cached"})
         outcome.checks.append(result)
         if not result.passed:
@@ -140,57 +146,61 @@ def _run_with_retries(git_dir: str, commit: str, check: Check, isolation: Isolat
 
 
 def _run_once(git_dir: str, commit: str, check: Check, isolation: Isolation) -> CheckResult:
-    root = isolation.work_root
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root = private_folder(isolation.work_root)
     remove_orphans(root)
-    base = Path(tempfile.mkdtemp(prefix="check-", suffix=f"-{os.getpid()}", dir=root))
+    base = Path(tempfile.mkdtemp(prefix=owned_name("check") + "-", dir=root))
     try:
         tree = base / "tree"
-        _export(git_dir, commit, tree)
+        problem = _export(git_dir, commit, tree)
+        if problem is not None:
+            return _not_run(check, f"cannot check out the tree for its checks: {problem}", refused=False)
         for private in ("home", "tmp"):
             (base / private).mkdir()
+        confinement = confine(check, base, isolation.sandbox)
+        if confinement.refusal is not None:
+            return _not_run(check, confinement.refusal, refused=True)
+        inside = confinement.folder
         env = {
             "PATH": isolation.path,
-            "HOME": str(base / "home"),
-            "TMPDIR": str(base / "tmp"),
+            "HOME": str(inside / "home"),
+            "TMPDIR": str(inside / "tmp"),
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",
             "PALIGN_CHECK": check.name,
         }
-        return _execute(check, tree, env, _sandbox(base, isolation))
+        result = _execute(check, tree, env, confinement.prefix)
+        result.unsandboxed_because = confinement.unsandboxed_because
+        return result
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _export(git_dir: str, commit: str, tree: Path) -> None:
+def _not_run(check: Check, reason: str, *, refused: bool) -> CheckResult:
+    return CheckResult(
+        name=check.name,
+        command=check.run,
+        passed=False,
+        exit_code=None,
+        duration_seconds=0.0,
+        output_tail=f"[palign: {reason}]",
+        refused=reason if refused else None,
+        not_run=None if refused else reason,
+    )
+
+
+def _export(git_dir: str, commit: str, tree: Path) -> str | None:
+    """Export the commit's tree into `tree`; or why it cannot be (a hostile tree: an
+    absolute symlink, a path leaving the tree...), which fails the check."""
     try:
         archive_bytes = git.run(["--git-dir", git_dir, "archive", "--format=tar", "--end-of-options", commit])
+        tree.mkdir()
+        with tarfile.open(fileobj=io.BytesIO(archive_bytes)) as archive:
+            archive.extractall(tree, filter="data")
     except GitCommandError as error:
-        raise InfrastructureError(f"cannot export {commit[:12]} for its checks: {error.last_line}") from None
-    tree.mkdir()
-    with tarfile.open(fileobj=io.BytesIO(archive_bytes)) as archive:
-        archive.extractall(tree, filter="data")
-
-
-_bwrap_works: bool | None = None
-
-
-def _sandbox(base: Path, isolation: Isolation) -> list[str]:
-    """The bwrap command line that confines a check to `base`, or [] without bwrap."""
-    global _bwrap_works
-    bwrap = shutil.which("bwrap")
-    if bwrap is None or not isolation.sandbox:
-        return []
-    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for path in isolation.hidden:
-        if path.exists():
-            args += ["--tmpfs", str(path)]
-    args += ["--bind", str(base), str(base), "--unshare-pid", "--die-with-parent", "--new-session"]
-    args += ["--chdir", str(base / "tree"), "--"]
-    if _bwrap_works is None:  # user namespaces may be off (some containers): probe once
-        probe = subprocess.run([*args[: args.index("--chdir")], "--", "/bin/true"], capture_output=True)
-        _bwrap_works = probe.returncode == 0
-    return args if _bwrap_works else []
+        return error.last_line
+    except (tarfile.TarError, OSError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _execute(check: Check, tree: Path, env: dict[str, str], sandbox: list[str]) -> CheckResult:
