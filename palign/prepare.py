@@ -64,6 +64,7 @@ class RunOptions:
     baseline: bool = False  # a failing check also runs on the original commit
     # Distributed mode: a Redis URL hands the plan to Celery workers instead of the local pool.
     broker: str | None = None
+    distributed: bool = False  # on Celery workers through the broker of the environment (PALIGN_BROKER_URL[_FILE])
     priority: int = 5  # 0 runs first, 9 last (Redis priority lists)
     circuit_breaker: str | None = None  # "COUNT,PERCENT": stop once failures pass both
     wait: bool = True  # wait for a distributed run's report
@@ -75,15 +76,20 @@ class RunOptions:
             raise InputError(f"--workers must be at least 1 (got {self.workers})")
         if not 0 <= self.priority <= 9:
             raise InputError(f"--priority must be 0-9 (got {self.priority})")
-        if self.broker is None and (not self.wait or self.circuit_breaker or self.timeout):
-            raise InputError("--no-wait, --circuit-breaker and --timeout need --broker")
-        if self.broker is not None and self.validate:
+        if not self.on_workers and (not self.wait or self.circuit_breaker or self.timeout):
+            raise InputError("--no-wait, --circuit-breaker and --timeout need --broker or --distributed")
+        if self.on_workers and self.validate:
             raise InputError(
                 "with --broker, checks are named, never sent: define them in palign.toml [validate] "
                 "on the producer (--config) and on the workers (palign worker --config)"
             )
         if self.circuit_breaker is not None:
             CircuitBreaker.parse(self.circuit_breaker)
+
+    @property
+    def on_workers(self) -> bool:
+        """A distributed run: on Celery workers, not the local pool."""
+        return self.distributed or self.broker is not None
 
     @property
     def breaker(self) -> CircuitBreaker | None:

@@ -60,7 +60,13 @@ from palign.report import check_writable, write
     "--broker",
     metavar="URL",
     default=None,
-    help="Run on Celery workers (`palign worker`) through this Redis broker instead of the local pool.",
+    help="Run on Celery workers (`palign worker`) through this Redis broker instead of the local pool. "
+    "A URL with a password is visible to every user in process listings: prefer --distributed.",
+)
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Run on Celery workers through the broker of $PALIGN_BROKER_URL_FILE or $PALIGN_BROKER_URL.",
 )
 @click.option("--no-wait", is_flag=True, help="With --broker: print the run id and return; see `palign status`.")
 @click.option(
@@ -97,6 +103,7 @@ def run(
     validate: Sequence[str],
     baseline: bool,
     broker: str | None,
+    distributed: bool,
     no_wait: bool,
     priority: int,
     circuit_breaker: str | None,
@@ -112,9 +119,9 @@ def run(
     else, results to refs/palign/staged/RUN_ID/. Exit status: 0 every branch aligned,
     up to date or merged; 1 some did not; 2 bad input; 3 infrastructure failure.
 
-    With --broker the plan runs on Celery workers (`palign worker` on any machine that
-    reaches REPO and the broker): each stack a chain, the rest in parallel tasks; the
-    report is the same as a local run's.
+    With --broker (or --distributed) the plan runs on Celery workers (`palign worker` on
+    any machine that reaches REPO and the broker): each stack a chain, the rest in
+    parallel tasks; the report is the same as a local run's.
     """
     options = service.RunOptions(
         repo=repo,
@@ -128,6 +135,7 @@ def run(
         validate=validate,
         baseline=baseline,
         broker=broker,
+        distributed=distributed,
         priority=priority,
         circuit_breaker=circuit_breaker,
         wait=not no_wait,
@@ -135,14 +143,14 @@ def run(
     )
     options.check()
     check_writable(report_dir)
-    settings = broker_settings(broker) if broker is not None else local_settings()
-    if broker is not None and no_wait:
+    settings = broker_settings(broker) if options.on_workers else local_settings()
+    if options.on_workers and no_wait:
         run_id, _ = service.submit(options, settings)
         click.echo(run_id)
         return
     progress = output.Progress()
     try:
-        if broker is not None:
+        if options.on_workers:
             report = service.run_distributed(
                 options, settings, on_progress=progress.advance, on_planned=progress.planned
             )

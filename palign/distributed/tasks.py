@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Celery, Task
@@ -29,7 +29,7 @@ from celery.exceptions import Reject
 from palign.distributed import worker, workspace
 from palign.distributed.finish import finish_run
 from palign.distributed.store import RunStore
-from palign.errors import InfrastructureError, InputError
+from palign.errors import InfrastructureError, InputError, MalformedRecord
 from palign.executor.unit import align_levels
 from palign.model import AlignRequest, BranchResult, Status, unaligned
 from palign.records import Job
@@ -96,14 +96,23 @@ def _opened(task: Task, kind: str, sealed: Any) -> Any:
     try:
         return worker.store().signer.open(kind, sealed)
     except ForgedRecord as error:
-        log.error("refused task %s (%s): %s", task.request.id, task.name, error)
-        raise Reject(str(error), requeue=False) from None
+        _refuse(task, error)
+
+
+def _refuse(task: Task, error: Exception) -> NoReturn:
+    log.error("refused task %s (%s): %s", task.request.id, task.name, error)
+    raise Reject(str(error), requeue=False) from None
 
 
 def _received(task: Task, sealed_job: Any, sealed_results: Any) -> tuple[Job, list[dict[str, Any]]]:
     """A task's job, and the results it received (the levels below, sealed by the task
-    that aligned them, or by the producer), checked to belong to the same run."""
-    work = Job.from_json(_opened(task, "job", sealed_job))
+    that aligned them, or by the producer), checked to belong to the same run. A job that
+    asks for what no message may (git settings beyond those that shape commits, a URL
+    with a login, a check command) is refused like a forged one."""
+    try:
+        work = Job.from_json(_opened(task, "job", sealed_job))
+    except MalformedRecord as error:
+        _refuse(task, error)
     payload = _opened(task, "results", sealed_results)
     if not isinstance(payload, list) or len(payload) != 2 or payload[0] != work.run_id:
         log.error("refused task %s (%s): results of another run", task.request.id, task.name)
