@@ -30,8 +30,10 @@ class Flower:
     def __init__(self, broker: str, log: Path) -> None:
         self.port = free_port()
         self.log = log
+        login = log.with_name("flower-login")  # a file: a login on the command line is public
+        login.write_text(AUTH)
         args = [sys.executable, "-m", "palign", "flower", "--broker", broker]
-        args += ["--address", "127.0.0.1", "--port", str(self.port), "--basic-auth", AUTH]
+        args += ["--address", "127.0.0.1", "--port", str(self.port), "--basic-auth-file", str(login)]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True
@@ -48,6 +50,18 @@ class Flower:
             return error.code, error.read()
         except OSError:  # not listening yet
             return 0, b""
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(), method="POST"
+        )
+        request.add_header("Authorization", "Basic " + base64.b64encode(AUTH.encode()).decode())
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
 
     def tasks(self) -> dict[str, dict[str, Any]]:
         code, body = self.get("/api/tasks")
@@ -164,3 +178,22 @@ def test_flower_lists_a_runs_tasks_by_readable_name(
     # Flower's task search finds the run's tasks by run id.
     code, body = flower.get(f"/api/tasks?search={run_id}")
     assert code == 200 and set(json.loads(body)) >= set(ran)
+
+
+def test_a_flower_login_cannot_make_workers_run_anything(
+    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker], flower: Flower
+) -> None:
+    """Flower sends any task its users ask for; workers refuse every message not sealed
+    with their key, whatever it asks for."""
+    config = tmp_path / "palign.toml"
+    config.write_text('[validate]\ntests = "true"\n')
+    worker = start_worker("w", config=config)
+    marker = tmp_path / "owned"
+    job = {"run_id": "r", "repo": str(tmp_path), "identity": ["M", "m@x", 0], "git_config": {}, "baseline": False,
+           "checks": [{"name": "tests", "run": f"touch {marker}"}], "unit": 0, "level": 0, "requests": []}  # fmt: skip
+    for task in ("palign.validate", "palign.align"):
+        code, body = flower.post(f"/api/task/send-task/{task}", {"args": [[], job]})
+        assert code == 200, body  # Flower sent it ...
+    wait_for(lambda: worker.log.read_text().count("refused task") >= 2, 60, "the worker to refuse both")
+    assert not marker.exists()  # ... and nothing ran
+    assert AUTH not in Path(f"/proc/{flower.proc.pid}/cmdline").read_text()  # its login came from a file

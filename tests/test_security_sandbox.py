@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +132,32 @@ def test_checks_do_not_run_without_a_sandbox_unless_allowed(tmp_path: Path, monk
     check = branches_of(read_report(tmp_path / "yes"))["feature"]["validation"]["checks"][0]
     assert check["passed"] is True and check["sandbox"] is False
     assert "bubblewrap (bwrap) is not installed" in check["unsandboxed_because"]
+
+
+def test_the_sandbox_works_for_an_unprivileged_user(tmp_path: Path) -> None:
+    """The worker image runs as a user of its own, not root: the same sandbox starts for
+    such a user (user namespaces), and holds."""
+    from palign.validation.checks import Check
+    from palign.validation.sandbox import Sandbox, confine
+
+    nobody = 65534
+    folder = Path(tempfile.mkdtemp(prefix="palign-unprivileged-"))  # outside root's private /tmp/pytest-of-root
+    try:
+        (folder / "tree").mkdir()
+        os.chown(folder, nobody, nobody)
+        os.chown(folder / "tree", nobody, nobody)
+        os.chmod(folder, 0o700)
+        # The image's Python is under /usr; this machine's may be under /root, out of reach.
+        confinement = confine(Check("c", "true"), folder, Sandbox(interpreter=False))
+        assert confinement.sandboxed, confinement.refusal
+        script = "id -u; touch /usr/owned 2>/dev/null && echo WROTE || echo read-only; echo ok > mine && cat mine"
+        proc = subprocess.run(
+            ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", "--",
+             *confinement.prefix, "/bin/sh", "-c", script],
+            capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["65534", "read-only", "ok"]
+        assert (folder / "tree" / "mine").read_text() == "ok\n"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

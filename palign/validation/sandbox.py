@@ -58,11 +58,14 @@ class Sandbox:
     enabled: bool = True  # use bubblewrap
     allow_unsandboxed: bool = False  # run checks even where bubblewrap does not work
     read_only: tuple[Path, ...] = ()  # more folders checks may read
+    interpreter: bool = True  # palign's own Python too, wherever it is installed
 
     def folders(self) -> tuple[Path, ...]:
         """What checks may read besides /usr and /etc: /opt, the operator's folders, and
         the interpreter palign runs on (checks often run Python)."""
-        found = [Path("/opt"), *self.read_only, Path(sys.base_prefix), Path(sys.prefix)]
+        found = [Path("/opt"), *self.read_only]
+        if self.interpreter:
+            found += [Path(sys.base_prefix), Path(sys.prefix)]
         return tuple(dict.fromkeys(p for p in found if p.is_dir() and not _under(p, Path("/usr"))))
 
 
@@ -115,8 +118,8 @@ def _bwrap_args(bwrap: str, sandbox: Sandbox, *, network: bool) -> list[str]:
             args += ["--ro-bind", str(path), str(path)]
     for name in _ETC:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for folder in sandbox.folders():
-        args += ["--ro-bind", str(folder), str(folder)]
+    for folder in sandbox.folders():  # "try": a folder this user may not reach is left out
+        args += ["--ro-bind-try", str(folder), str(folder)]
     return [*args, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
 
 
