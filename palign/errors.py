@@ -27,6 +27,8 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import ParamSpec, TypeVar
 
+from palign.redact import redact_text
+
 Params = ParamSpec("Params")
 Returned = TypeVar("Returned")
 
@@ -78,6 +80,7 @@ class InfrastructureError(PalignError):
 
 class GitCommandError(InfrastructureError):
     def __init__(self, command: str, status: int, stderr: str) -> None:
+        stderr = redact_text(stderr)  # git quotes URLs; a message may end up in a report or a log
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
         super().__init__(f"git {command} failed ({status}): {detail}")
         self.command = command

@@ -13,6 +13,19 @@ _SECRET_PARAMETER = re.compile(
 )
 
 
+def has_secret_parameter(url: str) -> bool:
+    """Does the URL's query carry something that looks like a secret (`?access_token=`)?"""
+    return bool(_SECRET_PARAMETER.search(url.partition("?")[1] + url.partition("?")[2]))
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """Every URL in `text` (git's messages quote them) redacted."""
+    return _URL.sub(lambda found: redact_url(found.group(0)), text)
+
+
 def redact_url(url: str) -> str:
     """`scheme://user:password@host/...` -> `scheme://user:***@host/...`; a user name that
     may be a token -> `***`; secret-looking query parameters -> `name=***`. URLs without

@@ -25,7 +25,7 @@ from filelock import FileLock
 from palign import git
 from palign.errors import GitCommandError, InputError, RepositoryNotFound, TransportRefused
 from palign.model import COMMIT_SETTINGS, PALIGN_NAMESPACE, ZERO_SHA
-from palign.redact import redact_url
+from palign.redact import has_secret_parameter, redact_url
 from palign.settings import Settings
 
 ALLOWED_SCHEMES = git.ALLOWED_PROTOCOLS
@@ -67,10 +67,21 @@ class RepoLocation:
         return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
 
 
+def has_login(repo: str) -> bool:
+    """Does this REPO argument hold a login (`https://user:token@host/...`)?"""
+    parts = urlsplit(repo)
+    return parts.scheme.lower() in ("http", "https") and "@" in parts.netloc
+
+
 def parse_location(repo: str) -> RepoLocation:
     """Accept a local path or an allow-listed URL; refuse everything else (ext::, fd::...)."""
     if not repo or "\0" in repo or "\n" in repo:
         raise RepositoryNotFound("repository argument is empty or contains control characters")
+    if "://" in repo and has_secret_parameter(repo):
+        raise InputError(
+            "the repository URL carries a secret in its query (token, key...), which would show in process "
+            "listings and messages: use a login (https://user:token@host/...) or PALIGN_GIT_CREDENTIALS_FILE"
+        )
     if "::" in repo.split("/", 1)[0]:
         raise TransportRefused(f"transport refused: {repo.split('::', 1)[0]}:: (allowed: {', '.join(ALLOWED_SCHEMES)})")
     scheme_match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", repo)
@@ -121,7 +132,8 @@ class Mirror:
         self.location = location
         self.auth: git.Auth | None = location.login or (git.CredentialStore(credentials) if credentials else None)
         key = hashlib.sha256(location.url.encode()).hexdigest()[:16]
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", location.url.rstrip("/").rsplit("/", 1)[-1])[:40]
+        last = (urlsplit(location.url).path if "://" in location.url else location.url).rstrip("/").rsplit("/", 1)[-1]
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", last)[:40]
         self.path = cache_dir / "mirrors" / f"{name}-{key}.git"
         self._lock = FileLock(str(self.path) + ".lock")
 

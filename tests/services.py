@@ -111,8 +111,12 @@ class Worker:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
             )
-        wait_for(lambda: b" ready." in self.log.read_bytes() or self.proc.poll() is not None, 60, f"worker {name}")
-        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            wait_for(lambda: b" ready." in self.log.read_bytes() or self.proc.poll() is not None, 60, f"worker {name}")
+            assert self.proc.poll() is None, self.log.read_text()
+        except BaseException:
+            self.stop(timeout=10)  # a worker that never became ready is stopped too
+            raise
 
     @property
     def hostname(self) -> str:

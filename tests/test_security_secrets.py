@@ -34,6 +34,8 @@ from urllib.parse import unquote
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.conftest import SIGNING_KEY, branches_of, comparable, git_out, read_report, run_palign
 from tests.gitserver import GitHttpServer
@@ -376,13 +378,14 @@ def test_no_secret_leaves_the_producer_local_and_distributed(
             args += (*extra, "--report-dir", str(tmp_path / name))
             out, err = tmp_path / f"{name}.stdout", tmp_path / f"{name}.stderr"
             with CommandLines() as lines, open(out, "wb") as stdout, open(err, "wb") as stderr:
-                proc = subprocess.Popen(list(args), stdout=stdout, stderr=stderr, env=producer_env)
+                proc = subprocess.Popen(
+                    list(args), stdout=stdout, stderr=stderr, env=producer_env, start_new_session=True
+                )
                 try:
                     wait_for(lambda: proc.poll() is not None, 300, f"the {name} run to end", interval=0.05)
                 finally:
                     if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
+                        _stop_group(proc)  # the producer, its pool and its git processes
             return proc.returncode, out.read_text(), err.read_text(), args, lines
 
         # ---- local: the producer's own pool aligns; fetch and push over HTTP with the login.
@@ -537,14 +540,15 @@ def test_a_tls_broker_with_an_acl_user_runs_a_run(tmp_path: Path, monkeypatch: p
         monkeypatch.delenv("PALIGN_BROKER_URL", raising=False)
 
         # Without TLS nothing answers, not even palign's login; the default user is off.
-        plain = redis.Redis(
-            host="127.0.0.1", port=server.port, username="palign", password=broker_password, socket_timeout=5
-        )
+        once: dict[str, Any] = {"socket_timeout": 5, "retry": Retry(NoBackoff(), 0)}  # a refusal is final
+        plain = redis.Redis(host="127.0.0.1", port=server.port, username="palign", password=broker_password, **once)
         with pytest.raises(redis.exceptions.ConnectionError):
             plain.ping()
         plain.close()
-        with pytest.raises(redis.exceptions.AuthenticationError):
-            server.client().ping()  # no login: the default user
+        anonymous = redis.Redis(host="127.0.0.1", port=server.port, ssl=True, ssl_ca_certs=str(ca), **once)
+        with pytest.raises(redis.exceptions.AuthenticationError):  # NOAUTH: no login is the default user
+            anonymous.ping()
+        anonymous.close()
         as_inspector = {"ssl": True, "ssl_ca_certs": str(ca), "username": "inspector", "password": inspector_password}
         inspector = server.client("inspector", inspector_password)
         palign_client = server.client("palign", broker_password)
@@ -627,34 +631,35 @@ def test_a_tls_broker_with_an_acl_user_runs_a_run(tmp_path: Path, monkeypatch: p
 # ---- findings: a token in REPO's query string -----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="git's own message echoes REPO's URL unredacted: `fatal: unable to access "
-    "'http://host/repo.git?access_token=TOKEN/'` reaches stderr after palign's redacted "
-    "`?access_token=***` (palign.git.remote_failure passes git's stderr on as it is)",
-)
-def test_a_token_in_the_query_string_is_not_in_error_messages(tmp_path: Path) -> None:
+def test_a_token_in_the_query_string_is_refused_before_it_goes_anywhere(tmp_path: Path) -> None:
+    """A token in REPO's query string would show in process listings, git's messages and
+    file names: the URL is refused at once (a login or a credential file is the way), and
+    nothing of it is written."""
     token = "tok-" + uuid.uuid4().hex
-    url = f"http://127.0.0.1:{free_port()}/repo.git?access_token={token}"  # nothing listens there
-    result = run_palign("run", url, "--onto", "main", "--report-dir", str(tmp_path / "r"))
-    assert result.code == 3, result.stdout + result.stderr  # unreachable
-    assert "access_token=***" in result.stderr
-    assert token not in result.stdout + result.stderr, result.stderr
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="transport.Mirror names the mirror after the URL's last segment, query string "
-    "included (`repo.git_access_token_TOKEN...-HASH.git.lock`, cut at 40 characters): the "
-    "token, or its first characters, is in a file name of the cache, left there even when "
-    "the fetch failed",
-)
-def test_a_token_in_the_query_string_is_not_in_cache_file_names(tmp_path: Path) -> None:
-    token = "tok-" + uuid.uuid4().hex[:12]
     url = f"http://127.0.0.1:{free_port()}/repo.git?access_token={token}"
     result = run_palign("run", url, "--onto", "main", "--report-dir", str(tmp_path / "r"))
-    assert result.code == 3, result.stdout + result.stderr
+    assert result.code == 2, result.stdout + result.stderr
+    assert "carries a secret in its query" in result.stderr and result.stderr.count("\n") == 1
+    assert token not in result.stdout + result.stderr
     cache = Path(os.environ["PALIGN_CACHE_DIR"])
-    named = sorted(str(path.relative_to(cache)) for path in cache.rglob("*"))
-    assert named, "palign left nothing in its cache: the check would be vacuous"
-    assert not [name for name in named if token[:8] in name], named
+    assert not [path for path in cache.rglob("*") if token[:8] in str(path)]
+    assert not (tmp_path / "r").exists()
+
+
+def test_git_messages_are_redacted() -> None:
+    """What git says of a URL reaches reports and logs only redacted."""
+    from palign.errors import GitCommandError
+
+    error = GitCommandError("fetch", 128, "fatal: unable to access 'https://bot:hunter2@h/r.git/': Could not resolve")
+    assert "hunter2" not in str(error) and "hunter2" not in error.stderr
+    assert "https://bot:***@h/r.git/" in str(error)
+
+
+def test_a_login_typed_in_the_url_gets_a_warning(tmp_path: Path) -> None:
+    """palign cannot take a login back out of its own command line: it says so, once."""
+    result = run_palign("run", f"http://bot:hunter2@127.0.0.1:{free_port()}/repo.git", "--onto", "main", cwd=tmp_path)
+    assert result.code == 3, result.stdout + result.stderr  # nothing listens there
+    warning, error = result.stderr.strip().splitlines()
+    assert "warning: the login in the repository URL is visible" in warning and "PALIGN_GIT_CREDENTIALS_FILE" in warning
+    assert error.startswith("palign: error: cannot read repository http://127.0.0.1:")
+    assert "hunter2" not in result.stderr

@@ -68,19 +68,22 @@ from palign.report import check_writable, write
     is_flag=True,
     help="Run on Celery workers through the broker of $PALIGN_BROKER_URL_FILE or $PALIGN_BROKER_URL.",
 )
-@click.option("--no-wait", is_flag=True, help="With --broker: print the run id and return; see `palign status`.")
+@click.option(
+    "--no-wait", is_flag=True, help="With --broker or --distributed: print the run id and return; see `palign status`."
+)
 @click.option(
     "--priority",
     type=click.IntRange(0, 9),
     default=5,
     show_default=True,
-    help="With --broker: 0 runs before 1 ... 9.",
+    help="With --broker or --distributed: 0 runs before 1 ... 9.",
 )
 @click.option(
     "--circuit-breaker",
     metavar="COUNT,PERCENT",
     default=None,
-    help="With --broker: stop the run once COUNT branches failed (conflict or error) and they are at least "
+    help="With --broker or --distributed: stop the run once COUNT branches failed (conflict or error) and they "
+    "are at least "
     "PERCENT %% of those finished, e.g. 5,50%%; the rest are skipped.",
 )
 @click.option(
@@ -88,7 +91,7 @@ from palign.report import check_writable, write
     type=click.FloatRange(min=1),
     default=None,
     metavar="SECONDS",
-    help="With --broker: stop waiting after this long (the run goes on).",
+    help="With --broker or --distributed: stop waiting after this long (the run goes on).",
 )
 def run(
     repo: str,
@@ -143,6 +146,7 @@ def run(
     )
     options.check()
     check_writable(report_dir)
+    output.warn_about_login(repo)
     settings = broker_settings(broker) if options.on_workers else local_settings()
     if options.on_workers and no_wait:
         run_id, _ = service.submit(options, settings)

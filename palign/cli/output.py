@@ -15,6 +15,18 @@ from palign.model import ApplyOutcome, RollbackOutcome, Status
 from palign.planner.model import Plan
 from palign.records import RunRecord
 from palign.report import RunReport
+from palign.transport import has_login
+
+
+def warn_about_login(repo: str) -> None:
+    """A login typed in REPO's URL is in this process's command line, which every local
+    user can read: palign never shows or sends it, but cannot take it back from there."""
+    if has_login(repo):
+        click.echo(
+            "palign: warning: the login in the repository URL is visible to every user of this machine in process "
+            "listings; put it in PALIGN_GIT_CREDENTIALS_FILE instead",
+            err=True,
+        )
 
 
 class Progress:

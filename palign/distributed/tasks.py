@@ -115,8 +115,7 @@ def _received(task: Task, sealed_job: Any, sealed_results: Any) -> tuple[Job, li
         _refuse(task, error)
     payload = _opened(task, "results", sealed_results)
     if not isinstance(payload, list) or len(payload) != 2 or payload[0] != work.run_id:
-        log.error("refused task %s (%s): results of another run", task.request.id, task.name)
-        raise Reject("results of another run", requeue=False)
+        _refuse(task, MalformedRecord("the results it received belong to another run"))
     return work, list(payload[1])
 
 
@@ -173,7 +172,10 @@ def _align(
     run_id = job.run_id
     settings = worker.settings()
     checked = bool(job.spec.checks)
-    with runs.branch_locks(job.spec.repo, [r.refname for r in todo], owner=run_id) as locks:
+    # Locked by what the repository is, not how its URL was written: two runs that reach it
+    # by two URLs must not align one branch at once.
+    repository = parse_location(job.spec.repo).identity
+    with runs.branch_locks(repository, [r.refname for r in todo], owner=run_id) as locks:
         busy = set(locks.acquire(settings.broker.lock_wait))
         done = runs.results(run_id, [r.refname for r in todo])  # finished while we waited
         holders = {ref: locks.holder(ref) for ref in busy if ref not in done}
