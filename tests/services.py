@@ -3,6 +3,9 @@ palign worker processes, each stopped by its pid (its process group) at the end.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -11,8 +14,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -138,3 +144,92 @@ class Worker:
                 self.proc.wait()
         self.signal(signal.SIGKILL)  # pool processes left behind, if any
         return self.proc.returncode
+
+
+FLOWER_LOGIN = "ci:ci"
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
+class Flower:
+    """`palign flower --basic-auth-file FILE` in its own process group, stopped by its pid;
+    without `broker`, it takes the broker from the environment (PALIGN_BROKER_URL_FILE)."""
+
+    def __init__(self, broker: str | None, login_file: Path, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        args = [sys.executable, "-m", "palign", "flower", *(("--broker", broker) if broker else ())]
+        args += ["--address", "127.0.0.1", "--port", str(self.port), "--basic-auth-file", str(login_file)]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True
+            )
+
+    def get(self, path: str, *, auth: str | None = FLOWER_LOGIN) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
+        if auth is not None:
+            request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+        except OSError:  # not listening yet
+            return 0, b""
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(), method="POST"
+        )
+        request.add_header("Authorization", "Basic " + base64.b64encode(FLOWER_LOGIN.encode()).decode())
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = self.api("/api/tasks")
+        return found
+
+    def api(self, path: str) -> Any:
+        code, body = self.get(path)
+        assert code == 200, (path, code, body[:500])
+        return json.loads(body)
+
+    def stop(self) -> None:
+        stop_group(self.proc)
+
+
+@contextlib.contextmanager
+def flower_on(broker: str | None, directory: Path) -> Iterator[Flower]:
+    directory.mkdir(parents=True, exist_ok=True)
+    login_file = directory / "flower-login"
+    login_file.write_text(FLOWER_LOGIN + "\n")
+    login_file.chmod(0o600)
+    server = Flower(broker, login_file, directory / "flower.log")
+    try:
+        wait_for(
+            lambda: server.get("/healthcheck", auth=None)[0] == 200 or server.proc.poll() is not None,
+            60,
+            "flower's /healthcheck",
+            interval=0.1,
+        )
+        assert server.proc.poll() is None, server.log.read_text()
+        assert server.get("/api/tasks", auth=None)[0] == 401  # the login from the file is required
+        yield server
+    finally:
+        server.stop()

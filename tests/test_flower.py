@@ -3,14 +3,10 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,83 +15,13 @@ import pytest
 
 from tests.conftest import read_report
 from tests.repos import fleet_repo
-from tests.services import RedisServer, Worker, free_port, wait_for
-
-AUTH = "ci:ci"
-
-
-class Flower:
-    """`palign flower` in its own process group, stopped by its pid."""
-
-    def __init__(self, broker: str, log: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        login = log.with_name("flower-login")  # a file: a login on the command line is public
-        login.write_text(AUTH)
-        args = [sys.executable, "-m", "palign", "flower", "--broker", broker]
-        args += ["--address", "127.0.0.1", "--port", str(self.port), "--basic-auth-file", str(login)]
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True
-            )
-
-    def get(self, path: str, *, auth: str | None = AUTH) -> tuple[int, bytes]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
-        if auth is not None:
-            request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-        except OSError:  # not listening yet
-            return 0, b""
-
-    def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(), method="POST"
-        )
-        request.add_header("Authorization", "Basic " + base64.b64encode(AUTH.encode()).decode())
-        request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        code, body = self.get("/api/tasks")
-        assert code == 200, (code, body)
-        found: dict[str, dict[str, Any]] = json.loads(body)
-        return found
-
-    def stop(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=10)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.proc.wait()
+from tests.services import FLOWER_LOGIN, Flower, RedisServer, Worker, flower_on, wait_for
 
 
 @pytest.fixture
 def flower(tmp_path: Path, redis_server: RedisServer) -> Iterator[Flower]:
-    server = Flower(redis_server.url, tmp_path / "flower.log")
-    try:
-        wait_for(
-            lambda: server.get("/healthcheck", auth=None)[0] == 200 or server.proc.poll() is not None,
-            30,
-            "flower's /healthcheck",
-        )
-        assert server.proc.poll() is None, server.log.read_text()
+    with flower_on(redis_server.url, tmp_path / "flower") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_flower_lists_a_runs_tasks_by_readable_name(
@@ -196,4 +122,4 @@ def test_a_flower_login_cannot_make_workers_run_anything(
         assert code == 200, body  # Flower sent it ...
     wait_for(lambda: worker.log.read_text().count("refused task") >= 2, 60, "the worker to refuse both")
     assert not marker.exists()  # ... and nothing ran
-    assert AUTH not in Path(f"/proc/{flower.proc.pid}/cmdline").read_text()  # its login came from a file
+    assert FLOWER_LOGIN not in Path(f"/proc/{flower.proc.pid}/cmdline").read_text()  # its login came from a file

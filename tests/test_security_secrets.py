@@ -20,12 +20,9 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -40,10 +37,8 @@ from redis.retry import Retry
 from tests.conftest import SIGNING_KEY, branches_of, comparable, git_out, read_report, run_palign
 from tests.gitserver import GitHttpServer
 from tests.repos import fleet_repo
-from tests.services import RedisServer, Worker, free_port, wait_for
+from tests.services import RedisServer, Worker, flower_on, free_port, stop_group, wait_for
 from tests.tls import TlsRedisServer, make_certificates
-
-FLOWER_LOGIN = "ci:ci"
 
 # ---- finding a secret in text, however it was encoded --------------------------------
 
@@ -231,80 +226,7 @@ class RedisMonitor:
         return self.output.read_text(errors="replace")
 
     def stop(self) -> None:
-        _stop_group(self.proc)
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=10)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait()
-
-
-# ---- Flower, its login from a file ---------------------------------------------------------
-
-
-class Flower:
-    """`palign flower --basic-auth-file FILE` in its own process group, stopped by its pid;
-    without `broker`, it takes the broker from the environment (PALIGN_BROKER_URL_FILE)."""
-
-    def __init__(self, broker: str | None, login_file: Path, log: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        args = [sys.executable, "-m", "palign", "flower", *(("--broker", broker) if broker else ())]
-        args += ["--address", "127.0.0.1", "--port", str(self.port), "--basic-auth-file", str(login_file)]
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True
-            )
-
-    def get(self, path: str, *, auth: str | None = FLOWER_LOGIN) -> tuple[int, bytes]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
-        if auth is not None:
-            request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-        except OSError:  # not listening yet
-            return 0, b""
-
-    def api(self, path: str) -> Any:
-        code, body = self.get(path)
-        assert code == 200, (path, code, body[:500])
-        return json.loads(body)
-
-    def stop(self) -> None:
-        _stop_group(self.proc)
-
-
-@contextlib.contextmanager
-def flower_on(broker: str | None, directory: Path) -> Iterator[Flower]:
-    directory.mkdir(parents=True, exist_ok=True)
-    login_file = directory / "flower-login"
-    login_file.write_text(FLOWER_LOGIN + "\n")
-    login_file.chmod(0o600)
-    server = Flower(broker, login_file, directory / "flower.log")
-    try:
-        wait_for(
-            lambda: server.get("/healthcheck", auth=None)[0] == 200 or server.proc.poll() is not None,
-            60,
-            "flower's /healthcheck",
-            interval=0.1,
-        )
-        assert server.proc.poll() is None, server.log.read_text()
-        assert server.get("/api/tasks", auth=None)[0] == 401  # the login from the file is required
-        yield server
-    finally:
-        server.stop()
+        stop_group(self.proc)
 
 
 # ---- files ---------------------------------------------------------------------------------
@@ -385,7 +307,7 @@ def test_no_secret_leaves_the_producer_local_and_distributed(
                     wait_for(lambda: proc.poll() is not None, 300, f"the {name} run to end", interval=0.05)
                 finally:
                     if proc.poll() is None:
-                        _stop_group(proc)  # the producer, its pool and its git processes
+                        stop_group(proc)  # the producer, its pool and its git processes
             return proc.returncode, out.read_text(), err.read_text(), args, lines
 
         # ---- local: the producer's own pool aligns; fetch and push over HTTP with the login.
