@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -214,6 +215,9 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="palign-bench-dist-"))
     env = {**os.environ, "PALIGN_CACHE_DIR": str(root / "producer-cache")}
+    # Producer and worker share a key of this benchmark's; the worker serves local repositories.
+    env.setdefault("PALIGN_SIGNING_KEY", secrets.token_hex(32))
+    env.setdefault("PALIGN_ALLOWED_REPOS", "/*")
     try:
         figures: dict[str, Any] = {}
         if not args.skip_compare:
