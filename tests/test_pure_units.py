@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -1139,3 +1140,39 @@ def test_a_malformed_redis_url_is_one_line_of_bad_input(url: str, complaint: str
     with pytest.raises(InputError, match=complaint) as caught:
         Settings.load(environ={}, broker_url=url, distributed=True)
     assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+# --- folders -------------------------------------------------------------------------------
+
+
+def test_a_private_folder_someone_else_owns_is_refused(tmp_path: Path) -> None:
+    """/dev/shm/palign-UID made first by another user must not receive palign's objects."""
+    from palign.errors import InfrastructureError
+    from palign.folders import private_folder
+
+    mine = private_folder(tmp_path / "mine")
+    assert mine.is_dir() and (mine.stat().st_mode & 0o777) == 0o700
+    assert private_folder(mine) == mine  # again: fine
+    open_to_all = tmp_path / "open"
+    open_to_all.mkdir(mode=0o777)
+    open_to_all.chmod(0o777)
+    with pytest.raises(InfrastructureError, match="not a private folder"):
+        private_folder(open_to_all)
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 65534, 65534)
+        with pytest.raises(InfrastructureError, match="owner 65534"):
+            private_folder(theirs)
+
+
+def test_folders_of_other_hosts_are_never_judged_by_their_pid() -> None:
+    """A cache shared by machines or containers: a pid means nothing on another host."""
+    from palign.folders import owned_name, owner_alive
+
+    mine = owned_name("check")
+    assert owner_alive(mine)  # this process
+    dead = mine.rsplit("~", 1)[0] + "~999999999"
+    assert not owner_alive(dead)
+    assert owner_alive("check~another-host~999999999")  # not ours to judge
+    assert owner_alive("run-2026-abc~another-host~1.git")

@@ -5,6 +5,7 @@ plant is believed."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,33 @@ def test_the_signing_key_never_reaches_redis(
     client = redis_server.client()
     assert _scan(client, "refs/heads/pr/1")  # the scan sees what is there
     assert not _scan(client, SIGNING_KEY)
+
+
+def test_a_worker_serves_only_the_repositories_it_allows(
+    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
+) -> None:
+    repo = fleet_repo(tmp_path / "repo", independent=2, stacks=0)
+    start_worker("w", env={"PALIGN_ALLOWED_REPOS": "https://git.example.com/org/*"})
+    result = run_palign("run", str(repo.path), "--onto", "main", "--broker", redis_server.url, "--report-dir",
+                        str(tmp_path / "out"))  # fmt: skip
+    assert result.code == 1, result.stderr
+    branches = branches_of(read_report(tmp_path / "out"))
+    assert {b["errors_detected"][0] for b in branches.values()} == {"repository_not_allowed"}
+    assert not repo.out("for-each-ref", "refs/palign/staged/")  # nothing written for it
+
+
+def test_a_planted_local_check_result_is_not_believed(tmp_path: Path) -> None:
+    """The local cache of check results is sealed with a key of this machine's own."""
+    repo = renaming_repo(tmp_path / "repo")
+    first = run_palign("run", str(repo.path), "--onto", "main", "--branch", "feature", "--validate", IMPORT_USE,
+                       "--report-dir", str(tmp_path / "one"))  # fmt: skip
+    failing = branches_of(read_report(tmp_path / "one"))["feature"]
+    assert first.code == 1 and failing["status"] == "failed_validation"
+    key = check_key(failing["validation"]["tree"], Check("validate-1", IMPORT_USE).ref().digest)
+    planted = Path(os.environ["PALIGN_CACHE_DIR"]) / "checks" / key[:2] / f"{key}.json"
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_text(json.dumps({"name": "validate-1", "command": IMPORT_USE, "passed": True, "exit_code": 0}))
+    run_palign("run", str(repo.path), "--onto", "main", "--branch", "feature", "--validate", IMPORT_USE,
+               "--report-dir", str(tmp_path / "two"))  # fmt: skip
+    again = branches_of(read_report(tmp_path / "two"))["feature"]
+    assert again["status"] == "failed_validation" and again["validation"]["checks"][0]["cached"] is False
