@@ -22,8 +22,9 @@ _AUTHOR = b"Demo Author <demo@example.com>"
 MODULES = [f"src/pkg{p}/mod{m}.py" for p in range(4) for m in range(6)] + ["README.md", "CHANGELOG.md"]
 
 
-class _Builder:
-    """Commits as a fast-import stream: each commit is a mark, its files kept here."""
+class HistoryBuilder:
+    """Commits as a fast-import stream: each commit is a mark, its files kept here. One
+    `git fast-import` writes them all (the demo's repository; the tests' large ones)."""
 
     def __init__(self) -> None:
         self.stream = bytearray()
@@ -74,7 +75,7 @@ def build_demo_repository(path: Path, seed: int = 7) -> dict[str, int]:
     """main with 12 commits ahead of the forks; 40 branches: clean, conflicting, up to date,
     already merged, and three stacks. Returns how many branches of each kind it made."""
     rng = random.Random(seed)
-    b = _Builder()
+    b = HistoryBuilder()
     files: dict[str, str | None] = {m: "".join(f"line {i} of {m}\n" for i in range(40)) for m in MODULES}
     base = b.commit(None, files, "Initial layout")
     history = [base]

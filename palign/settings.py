@@ -24,13 +24,13 @@ so they appear in no process listing.
                               pattern allows local repositories)      (none)
     PALIGN_WORKER_CONFIG      the worker's palign.toml, where its checks are defined
     PALIGN_TASK_TIME_LIMIT    seconds a task may run                   (900)
-    PALIGN_VISIBILITY_TIMEOUT seconds before Redis hands an unacknowledged task out again
-                                                                       (2 x task limit + 60)
+    PALIGN_VISIBILITY_TIMEOUT seconds a worker's tasks stay its own after its last pulse
+                              (a live worker renews them every sixth of it) (30)
     PALIGN_RUN_TTL            seconds run records live in Redis        (7 days)
-    PALIGN_RESTORE_INTERVAL   seconds between sweeps for tasks of vanished workers (30)
+    PALIGN_RESTORE_INTERVAL   seconds between sweeps for tasks of vanished workers (5)
     PALIGN_LOCK_WAIT          seconds a task waits for a branch another run holds (30)
-    PALIGN_STALL_TIMEOUT      seconds without progress before a waiting producer resends
-                              lost work                                (2 x task limit + 120)
+    PALIGN_STALL_TIMEOUT      seconds without progress, and with no task at work, before
+                              a waiting producer resends work Redis lost  (60)
 """
 
 from __future__ import annotations
@@ -68,19 +68,26 @@ class DistributedSettings:
     ca_file: Path | None = None
     # The longest a task may run; tasks are killed (and retried elsewhere) beyond it.
     task_time_limit: int = 900
-    # Redis hands an unacknowledged task to another worker after this long: it must exceed
-    # the longest task plus its wait in a worker's prefetch, or tasks run twice at once.
-    visibility_timeout: int = 2 * 900 + 60
+    # Redis hands a task to another worker when the worker that took it has not renewed it
+    # for this long: a live worker renews its tasks every `heartbeat_interval` (see
+    # palign.distributed.worker), so this bounds how long a dead worker's tasks wait.
+    visibility_timeout: int = 30
     # How long run records, results and chord state live in Redis.
     run_ttl: int = 7 * 24 * 3600
-    # How often a worker looks for tasks whose worker vanished (older than the visibility
-    # timeout) and puts them back in their queue.
-    restore_interval: int = 30
+    # How often a worker looks for tasks whose worker vanished (not renewed within the
+    # visibility timeout) and puts them back in their queue.
+    restore_interval: int = 5
     # How long a task waits for a branch another run is aligning before reporting it busy.
     lock_wait: int = 30
     # A waiting producer resends the work of branches without a result after this long
-    # without progress (longer than a lost task takes to come back by itself).
-    stall_timeout: int = 2 * 900 + 120
+    # without progress while no task works on the run (work Redis lost, kombu #7950).
+    stall_timeout: int = 60
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often a live worker renews its registration and its tasks: six times per
+        visibility timeout, so a few late renewals never hand a live worker's task out."""
+        return max(1.0, self.visibility_timeout / 6)
 
     @classmethod
     def load(cls, broker_url: str | None, environ: Mapping[str, str]) -> DistributedSettings:
@@ -91,17 +98,19 @@ class DistributedSettings:
         if key is not None and len(key.encode()) < MIN_KEY_BYTES:
             raise InputError(f"the signing key needs at least {MIN_KEY_BYTES} bytes (PALIGN_SIGNING_KEY[_FILE])")
         ca_file = environ.get("PALIGN_BROKER_CA_FILE")
+        visibility = _seconds(environ, "PALIGN_VISIBILITY_TIMEOUT", 30)
+        if visibility < 6:
+            raise InputError(f"PALIGN_VISIBILITY_TIMEOUT must be at least 6 seconds (got {visibility})")
         return cls(
             broker_url=url,
             signing_key=key.encode() if key is not None else None,
             ca_file=Path(ca_file) if ca_file else None,
             task_time_limit=limit,
-            # A prefetched task waits behind one running task: twice the limit, plus margin.
-            visibility_timeout=_seconds(environ, "PALIGN_VISIBILITY_TIMEOUT", 2 * limit + 60),
+            visibility_timeout=visibility,
             run_ttl=_seconds(environ, "PALIGN_RUN_TTL", 7 * 24 * 3600),
-            restore_interval=_seconds(environ, "PALIGN_RESTORE_INTERVAL", 30),
+            restore_interval=_seconds(environ, "PALIGN_RESTORE_INTERVAL", 5),
             lock_wait=_seconds(environ, "PALIGN_LOCK_WAIT", 30),
-            stall_timeout=_seconds(environ, "PALIGN_STALL_TIMEOUT", 2 * limit + 120),
+            stall_timeout=_seconds(environ, "PALIGN_STALL_TIMEOUT", 60),
         )
 
     @property

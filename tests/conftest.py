@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +26,17 @@ SIGNING_KEY = "palign tests: a key shared by producers and workers"
 
 
 @pytest.fixture(autouse=True)
-def hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No user or system git config, a fixed identity, and a private palign cache."""
+def hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No user or system git config, a fixed identity, and a private palign cache and
+    scratch root (in memory where the machine has it, as palign's default)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("PALIGN_CACHE_DIR", str(home / "cache"))
+    shm = Path("/dev/shm")
+    memory = shm.is_dir() and os.access(shm, os.W_OK)
+    scratch = Path(tempfile.mkdtemp(prefix="palign-test-", dir=shm if memory else home))
+    monkeypatch.setenv("PALIGN_SCRATCH_DIR", str(scratch / "scratch"))
     for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
         monkeypatch.setenv(key, "Tester")
     for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
@@ -38,6 +45,8 @@ def hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("PALIGN_COMMITTER_EMAIL", "tester@example.com")
     # Producers and workers of the distributed tests seal and open with the same key.
     monkeypatch.setenv("PALIGN_SIGNING_KEY", SIGNING_KEY)
+    yield
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 @dataclass

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.gitrepo import GitRepo
+from palign.demo import HistoryBuilder
+from tests.gitrepo import GitRepo, run_git
 
 IMPORT_USE = f"{sys.executable} -c 'import use'"
 
@@ -66,3 +67,37 @@ def fleet_repo(path: Path, *, independent: int = 12, stacks: int = 3, depth: int
     repo.write("shared.txt", "one\nmain edits two\nthree\n")
     repo.commit("main moves")
     return repo
+
+
+def large_fleet_repo(path: Path, *, independent: int = 1000, stacks: int = 20, depth: int = 3) -> GitRepo:
+    """fleet_repo's shape at scale, written by one `git fast-import`: independent branches
+    (every third conflicts with main) and stacks of `depth` (the first stack's bottom
+    conflicts, so the branches above it are blocked)."""
+    history = HistoryBuilder()
+    lines = [f"line {n}\n" for n in range(20)]
+
+    def edited(text: str) -> str:
+        return "".join(lines[:2]) + text + "".join(lines[3:])
+
+    files: dict[str, str | None] = {f"src/m{i}.txt": "".join(lines) for i in range(independent)}
+    files["shared.txt"] = "one\ntwo\nthree\n"
+    base = history.commit(None, files, "base")
+    for i in range(independent):
+        edit = history.commit(base, {f"src/m{i}.txt": edited(f"pr {i} edits line 2\n")}, f"pr {i}")
+        history.branch(f"pr/{i}", history.commit(edit, {f"src/new{i}.txt": f"new {i}\n"}, f"pr {i}: a file"))
+    for s in range(stacks):
+        below = base
+        for level in range(depth):
+            change = {"shared.txt": "one\nstack edits two\nthree\n"} if s == level == 0 else {}
+            below = history.commit(
+                below, change or {f"stack{s}/l{level}.txt": f"level {level}\n"}, f"stack{s}/l{level}"
+            )
+            history.branch(f"stack{s}/l{level}", below)
+    moves: dict[str, str | None] = {
+        f"src/m{i}.txt": edited(f"main edits line 2 of {i}\n") for i in range(0, independent, 3)
+    }
+    moves["shared.txt"] = "one\nmain edits two\nthree\n"
+    history.branch("main", history.commit(base, moves, "main moves"))
+    history.write(path)
+    run_git(path, "checkout", "-q", "main")
+    return GitRepo(path)

@@ -113,12 +113,18 @@ class Worker:
         args = [sys.executable, "-m", "palign", "worker", "-c", str(concurrency), "-n", f"{name}@%h"]
         args += ["-Q", queues] if queues else []
         args += ["--config", str(config)] if config else []
-        with open(self.log, "wb") as log:
+        # A worker started again (the same machine, after a crash) adds to its log.
+        start = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
             )
         try:
-            wait_for(lambda: b" ready." in self.log.read_bytes() or self.proc.poll() is not None, 60, f"worker {name}")
+            wait_for(
+                lambda: b" ready." in self.log.read_bytes()[start:] or self.proc.poll() is not None,
+                60,
+                f"worker {name}",
+            )
             assert self.proc.poll() is None, self.log.read_text()
         except BaseException:
             self.stop(timeout=10)  # a worker that never became ready is stopped too

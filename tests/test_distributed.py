@@ -31,7 +31,9 @@ def task_workers(server: RedisServer, run_id: str) -> dict[str, str]:
 def test_two_worker_machines_give_the_local_report_with_stacks(
     tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
 ) -> None:
-    repo = fleet_repo(tmp_path / "repo", stacks=4, depth=4)
+    # Eight stacks of four levels: 24 hand-overs between levels, enough that some cross
+    # machines even when one worker is slowed by a loaded host.
+    repo = fleet_repo(tmp_path / "repo", stacks=8, depth=4)
     local = run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "local"))
     assert local.code == 1, local.stderr  # some conflict
     first, second = start_worker("alpha"), start_worker("beta")

@@ -9,20 +9,18 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from palign.distributed.store import lock_key
+from palign.distributed.store import lease_key, lock_key
 from tests.conftest import branches_of, comparable, git_out, read_report, refs_snapshot, run_palign
 from tests.gitrepo import GitRepo
 from tests.repos import fleet_repo
 from tests.services import RedisServer, Worker, wait_for
-
-# Tasks of a vanished worker come back after the visibility timeout: short here.
-FAST_RECOVERY = {"PALIGN_VISIBILITY_TIMEOUT": "6", "PALIGN_RESTORE_INTERVAL": "1"}
 
 # Independent branches per run: a short form for every test run, a long one on demand
 # (`scripts/test -m slow`).
@@ -73,16 +71,14 @@ def test_a_worker_killed_mid_run_costs_no_branch(
     tmp_path: Path,
     redis_server: RedisServer,
     start_worker: Callable[..., Worker],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Default settings: the victim's tasks come back once its pulse has stopped for the
+    # visibility timeout (30 s), not after the task limit.
     repo = fleet_repo(tmp_path / "repo", independent=independent, stacks=3, depth=3)
     expected = local_verdicts(repo, tmp_path)
-    victim = start_worker("victim", env=FAST_RECOVERY)
-    survivor = start_worker("survivor", env=FAST_RECOVERY)
+    victim = start_worker("victim")
+    survivor = start_worker("survivor")
     client = redis_server.client()
-    # The waiting producer sends again what Redis lost with the victim (kombu #7950).
-    for key, value in {**FAST_RECOVERY, "PALIGN_STALL_TIMEOUT": "20"}.items():
-        monkeypatch.setenv(key, value)
     out = tmp_path / "out"
     producer = subprocess.Popen(
         [
@@ -108,7 +104,7 @@ def test_a_worker_killed_mid_run_costs_no_branch(
         victim.signal(signal.SIGKILL)  # the worker and its pool processes, in the middle of the run
         victim.proc.wait()
         assert client.hget(f"palign:run:{run_id}", "state") != "finished"
-        stdout, stderr = producer.communicate(timeout=240)
+        stdout, stderr = producer.communicate(timeout=300)
     finally:
         producer.kill()
     assert producer.returncode == 1, stderr  # some branches conflict, as in the local run
@@ -126,8 +122,8 @@ def test_sigterm_is_a_warm_shutdown_and_the_run_completes(
 ) -> None:
     repo = fleet_repo(tmp_path / "repo", independent=independent, stacks=2, depth=3)
     expected = local_verdicts(repo, tmp_path)
-    leaving = start_worker("leaving", env=FAST_RECOVERY)
-    start_worker("staying", env=FAST_RECOVERY)
+    leaving = start_worker("leaving")
+    start_worker("staying")
     client = redis_server.client()
     run_id = submit(repo, redis_server.url)
     wait_for(lambda: int(client.hget(f"palign:run:{run_id}", "done") or 0) > 0, 60, "the first results")
@@ -145,7 +141,7 @@ def test_redis_restart_with_persistence_loses_nothing(independent: int, tmp_path
     server = RedisServer(tmp_path / "redis-aof", persistent=True)
     worker = None
     try:
-        worker = Worker(server.url, "steady", tmp_path / "workers" / "steady", env=FAST_RECOVERY)
+        worker = Worker(server.url, "steady", tmp_path / "workers" / "steady")
         client = server.client()
         run_id = submit(repo, server.url)
         wait_for(lambda: int(client.hget(f"palign:run:{run_id}", "done") or 0) > 0, 60, "the first results")
@@ -188,6 +184,48 @@ def test_a_task_delivered_twice_gives_the_same_result_and_refs(
     assert [r["new_sha"] for r in redone["payload"][1]] == [r["new_sha"] for r in original["result"]["payload"][1]]
     assert refs_snapshot(repo.path) == refs
     assert branches_of(finished_report(redis_server, run_id)) == branches_of(first)
+    # Delivered again while another delivery holds the unit's lease (a worker that froze):
+    # it waits until that lease expires, then takes over, with the same result.
+    client.hdel(f"palign:run:{run_id}:results", victim)
+    unit = args[-1]["payload"]["unit"]
+    client.set(lease_key(run_id, unit), f"{run_id} frozen-host:1 token", px=4000)
+    started = time.monotonic()
+    waited = align.apply_async(args=args, task_id=f"{run_id}.waited").get(timeout=60)
+    assert time.monotonic() - started >= 3
+    assert [(r["status"], r["new_sha"]) for r in waited["payload"][1]] == [
+        (r["status"], r["new_sha"]) for r in redone["payload"][1]
+    ]
+    assert client.get(lease_key(run_id, unit)) is None  # released when done
+    assert refs_snapshot(repo.path) == refs
+
+
+def test_a_check_longer_than_the_visibility_timeout_runs_once(
+    tmp_path: Path, redis_server: RedisServer, start_worker: Callable[..., Worker]
+) -> None:
+    """A live worker renews the tasks it holds: a check that runs past the visibility
+    timeout is never handed to another worker (it would run twice)."""
+    repo = fleet_repo(tmp_path / "repo", independent=2, stacks=0)  # pr/0 conflicts, pr/1 aligns
+    config = tmp_path / "palign.toml"
+    config.write_text('[validate]\nslow = "sleep 15"\n')
+    short = {"PALIGN_VISIBILITY_TIMEOUT": "6"}  # 2.5 visibility timeouts per check
+    workers = [start_worker(name, env=short, config=config) for name in ("first", "second")]
+    out = tmp_path / "out"
+    result = run_palign(
+        "run",
+        str(repo.path),
+        "--onto",
+        "main",
+        "--broker",
+        redis_server.url,
+        "--config",
+        str(config),
+        "--report-dir",
+        str(out),
+    )
+    assert result.code == 1, result.stderr  # pr/0's conflict
+    assert branches_of(read_report(out))["pr/1"]["status"] == "aligned"
+    received = [line for w in workers for line in w.log.read_text().splitlines() if "Task palign.validate[" in line]
+    assert len([line for line in received if line.endswith(" received")]) == 1, received
 
 
 def test_a_branch_another_run_is_aligning_is_not_touched(

@@ -1093,17 +1093,21 @@ def test_an_invalid_task_time_limit_is_refused_when_distributed(limit: str) -> N
         Settings.load(environ={"PALIGN_TASK_TIME_LIMIT": limit}, distributed=True)
 
 
-def test_timeouts_follow_the_task_time_limit() -> None:
+def test_a_dead_workers_tasks_come_back_in_seconds_whatever_the_task_limit() -> None:
     default = Settings.load(environ={}, distributed=True).broker
-    assert (default.task_time_limit, default.visibility_timeout, default.stall_timeout) == (900, 1860, 1920)
+    assert (default.visibility_timeout, default.restore_interval, default.stall_timeout) == (30, 5, 60)
+    assert default.heartbeat_interval == 5  # six renewals per visibility timeout
 
-    short = Settings.load(environ={"PALIGN_TASK_TIME_LIMIT": "100"}, distributed=True).broker
-    assert (short.task_time_limit, short.visibility_timeout, short.stall_timeout) == (100, 260, 320)
+    long_tasks = Settings.load(environ={"PALIGN_TASK_TIME_LIMIT": "7200"}, distributed=True).broker
+    assert (long_tasks.task_time_limit, long_tasks.visibility_timeout) == (7200, 30)
 
-    explicit = Settings.load(
-        environ={"PALIGN_TASK_TIME_LIMIT": "100", "PALIGN_VISIBILITY_TIMEOUT": "5000"}, distributed=True
-    ).broker
-    assert explicit.visibility_timeout == 5000
+    explicit = Settings.load(environ={"PALIGN_VISIBILITY_TIMEOUT": "120"}, distributed=True).broker
+    assert (explicit.visibility_timeout, explicit.heartbeat_interval) == (120, 20)
+
+
+def test_a_visibility_timeout_too_short_to_renew_is_refused() -> None:
+    with pytest.raises(InputError, match="PALIGN_VISIBILITY_TIMEOUT must be at least 6"):
+        Settings.load(environ={"PALIGN_VISIBILITY_TIMEOUT": "3"}, distributed=True)
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,7 @@ class DistributedRuns:
             on_progress=on_progress,
             timeout=timeout,
             stall_after=self.settings.broker.stall_timeout,
+            settings=self.settings,
         )
 
     def status(self, run_id: str) -> RunRecord:

@@ -11,6 +11,8 @@ so a run of any size is enqueued in bounded memory.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -18,12 +20,14 @@ from typing import Any
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
+from palign.distributed.finish import finish_run, unfinished
 from palign.distributed.store import RunStore
 from palign.distributed.tasks import ALIGN, CHUNK_DONE, CHUNK_FAILED, VALIDATE
 from palign.errors import RunTimeout
 from palign.model import AlignRequest, BranchResult, Progress, Status, WorkUnit
 from palign.records import Job, PlanInfo, QueuedBranch, RunRecord, RunSpec
 from palign.report import RunReport, from_record
+from palign.settings import Settings
 from palign.signing import Signer
 
 log = logging.getLogger("palign")
@@ -130,21 +134,23 @@ def enqueue(
     return sum(len(job) for job in jobs)
 
 
-def resubmit_missing(app: Celery, store: RunStore, run_id: str) -> int:
+def resubmit_missing(app: Celery, store: RunStore, run_id: str, *, skip_at_work: bool = False) -> int:
     """Send again the work of every branch that has no result yet: Redis can lose a task
     (a worker killed between taking it and noting it as taken, kombu #7950). A task that
-    was only late finds its branches done when it runs. Returns the branches resent."""
+    was only late finds its branches done when it runs, or waits for the delivery at work
+    on them. With `skip_at_work`, units a live delivery works on are left to it.
+    Returns the branches resent."""
     record = store.record(run_id)
     if record.state.final:
         return 0
-    results = store.results(run_id)
+    left = unfinished(store, run_id)
     resent = 0
     attempt = int(time.time())
-    for number, levels in sorted(store.jobs(run_id).items()):
-        first = next((k for k, level in enumerate(levels) if any(r.refname not in results for r in level)), None)
-        if first is None:
+    for number, levels in sorted(left.units.items()):
+        if skip_at_work and number in left.at_work:
             continue
-        lower = [results[r.refname].to_json() for level in levels[:first] for r in level]
+        first = left.first_missing[number]
+        lower = [left.results[r.refname].to_json() for level in levels[:first] for r in level]
         links = level_links(
             app, store.signer, record.spec, number, levels, first, lower, record.priority, f".again{attempt}"
         )
@@ -163,10 +169,12 @@ def wait(
     on_progress: Progress | None = None,
     timeout: float | None = None,
     stall_after: float | None = None,
+    settings: Settings | None = None,
 ) -> RunReport:
     """Follow the run's events until its report is written; `on_progress` sees each
     branch's final status.
-    After `stall_after` seconds without progress, work Redis lost is sent again."""
+    After `stall_after` seconds without progress while no task works on the run, work
+    Redis lost is sent again (a dead worker's tasks come back by themselves, sooner)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     after = "0"
     last_progress = time.monotonic()
@@ -177,9 +185,7 @@ def wait(
             if event.get("type") == "branch" and on_progress is not None:
                 on_progress(str(event["branch"]), Status(event["status"]))
         if stall_after is not None and time.monotonic() - last_progress > stall_after:
-            resent = resubmit_missing(app, store, run_id)
-            if resent:
-                log.warning("run %s: no progress for %.0f s; sent %d branches again", run_id, stall_after, resent)
+            _unstall(app, store, run_id, stall_after, settings)
             last_progress = time.monotonic()
         if store.state(run_id).final:
             found = store.report(run_id)
@@ -187,3 +193,24 @@ def wait(
                 return from_record(found)
         if deadline is not None and time.monotonic() > deadline:
             raise RunTimeout(f"run {run_id} did not finish within {timeout:.0f} s (it goes on: palign status {run_id})")
+
+
+def _unstall(app: Celery, store: RunStore, run_id: str, stalled_for: float, settings: Settings | None) -> None:
+    """No progress for a while: a task at work (a long check) is progress enough; with
+    none at work and a worker to take it, send again what has no result. A run with
+    every result recorded but no report (its finisher died) is finished here."""
+    if store.state(run_id).final:
+        return
+    left = unfinished(store, run_id)
+    if left.at_work:
+        return
+    if not left.units and settings is not None:
+        log.warning("run %s: every branch has its result but the run was not finished; finishing it", run_id)
+        finish_run(store, run_id, settings, f"producer {socket.gethostname()}:{os.getpid()}")
+        return
+    if not store.live_workers():
+        log.warning("run %s: no live worker has served it for %.0f s; its tasks wait in Redis", run_id, stalled_for)
+        return
+    resent = resubmit_missing(app, store, run_id, skip_at_work=True)
+    if resent:
+        log.warning("run %s: no progress for %.0f s; sent %d branches again", run_id, stalled_for, resent)

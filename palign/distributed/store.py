@@ -8,11 +8,17 @@
     palign:run:<id>:chunks             set    chunks of the canvas that have finished
     palign:run:<id>:events             stream progress events for live displays
     palign:run:<id>:report             string the finished report (JSON)
-    palign:lock:<repo>:<ref>           string who is aligning that branch now (token, expiring)
+    palign:run:<id>:finishing          string who is finishing the run (expiring, renewed)
+    palign:lock:<repo>:<ref>           string which run is aligning that branch now (expiring, renewed)
+    palign:lease:<id>:<unit>           string which task delivery works on a unit of the run now
+                                              (expiring, renewed)
     palign:worker:<hostname>           string a live worker's process count and key id (expiring, renewed)
     palign:check:<sha256>              string a check's result for (tree, command) (expiring)
 
-Celery's own keys (queues, unacked, celery-task-meta-*) are Celery's business.
+Celery's own keys (queues, unacked, celery-task-meta-*) are Celery's business, with one
+exception: a live worker renews, in kombu's `unacked_index`, the time of each task it
+holds (`renew_deliveries`), so that the tasks of a worker that died go back to their
+queue after the short visibility timeout, while a live worker's long task never does.
 
 Every Redis error is translated here, in the method that meets it, into
 `BrokerUnavailable`; records read back are decoded into the typed records of
@@ -30,14 +36,15 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import LockNotOwnedError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from redis.retry import Retry
@@ -49,6 +56,8 @@ from palign.settings import DistributedSettings
 from palign.signing import ForgedRecord, Signer
 
 log = logging.getLogger("palign")
+
+Name = TypeVar("Name", str, int)  # what a lease guards: a branch, a unit of a run
 
 # Redis errors of a store method become `BrokerUnavailable` (infrastructure: exit 3).
 _translated = translated(RedisError, BrokerUnavailable, "the broker failed")
@@ -63,11 +72,17 @@ def run_key(run_id: str) -> str:
 
 
 WORKER_PREFIX = "palign:worker:"
+# kombu's Redis transport: delivery tag -> when a worker took the message (its default name).
+UNACKED_INDEX = "unacked_index"
 
 
 def lock_key(repo_url: str, refname: str) -> str:
     repo = hashlib.sha256(repo_url.encode()).hexdigest()[:16]
     return f"palign:lock:{repo}:{refname}"
+
+
+def lease_key(run_id: str, unit: int) -> str:
+    return f"palign:lease:{run_id}:{unit}"
 
 
 # Records each result once (a task delivered twice finds its branches done) and counts
@@ -326,14 +341,10 @@ class RunStore:
             added, finished, total, _ = pipe.execute()
         return int(finished) >= int(json.loads(total))
 
-    @_translated
-    def claim_finish(self, run_id: str) -> bool:
-        """Exactly one caller finishes a run (a failed finisher gives the claim back)."""
-        return bool(self.redis.hsetnx(run_key(run_id), "finishing", json.dumps(time.time())))
-
-    @_translated
-    def release_finish(self, run_id: str) -> None:
-        self.redis.hdel(run_key(run_id), "finishing")
+    def finish_lease(self, run_id: str, holder: str) -> Leases[str]:
+        """Held by the one caller finishing the run; a finisher that dies frees it within
+        seconds, for the next caller (a redelivered task, the waiting producer)."""
+        return Leases(self.redis, {"finish": f"{run_key(run_id)}:finishing"}, run_id, holder)
 
     @_translated
     def finish(self, run_id: str, report: dict[str, Any], state: RunState) -> None:
@@ -394,6 +405,18 @@ class RunStore:
         self.redis.set(WORKER_PREFIX + hostname, json.dumps([processes, self.signer.key_id]), ex=ttl)
 
     @_translated
+    def unregister_worker(self, hostname: str) -> None:
+        self.redis.delete(WORKER_PREFIX + hostname)
+
+    @_translated
+    def renew_deliveries(self, delivery_tags: Sequence[str]) -> None:
+        """The tasks this worker holds are still its own: their time in kombu's unacked
+        index becomes now (only for tags still there: an acknowledged task stays gone)."""
+        if delivery_tags:
+            now = time.time()
+            self.redis.zadd(UNACKED_INDEX, dict.fromkeys(delivery_tags, now), xx=True)
+
+    @_translated
     def live_workers(self) -> dict[str, tuple[int, str]]:
         """Hostname -> (processes, signing key id) of the workers alive now."""
         keys = list(self.redis.scan_iter(WORKER_PREFIX + "*", count=1000))
@@ -406,10 +429,38 @@ class RunStore:
                 continue  # expired meanwhile, or not a worker's
         return found
 
-    # --- branch locks -------------------------------------------------------------------
+    # --- branch locks, leases ---------------------------------------------------------
 
-    def branch_locks(self, repo_url: str, refnames: Sequence[str], owner: str) -> BranchLocks:
-        return BranchLocks(self.redis, repo_url, refnames, owner)
+    def branch_locks(self, repo_url: str, refnames: Sequence[str], owner: str, holder: str) -> Leases[str]:
+        """One lock per branch of a repository, so two runs never align a branch at once;
+        `owner` is the run (what `Leases.owner_of` tells)."""
+        return Leases(self.redis, {ref: lock_key(repo_url, ref) for ref in refnames}, owner, holder)
+
+    def unit_lease(self, run_id: str, unit: int, holder: str) -> Leases[int]:
+        """The lease of one unit of a run (a stack, or a batch of branches): the task
+        delivery that holds it is the one working on the unit; a second delivery of the
+        same task (Redis handed it out again) waits for it, or takes over when it dies.
+        `holder` names the worker process (shown to operators)."""
+        return Leases(self.redis, {unit: lease_key(run_id, unit)}, run_id, holder)
+
+    @_translated
+    def lease_holders(self, run_id: str) -> dict[int, str]:
+        """Unit -> the worker process whose delivery works on it now."""
+        keys = list(self.redis.scan_iter(lease_key(run_id, 0)[:-1] + "*", count=1000))
+        found: dict[int, str] = {}
+        for key, value in zip(keys, self.redis.mget(keys) if keys else [], strict=True):
+            parts = str(value or "").split(" ")
+            if len(parts) == 3 and key.rsplit(":", 1)[-1].isdigit():
+                found[int(key.rsplit(":", 1)[-1])] = parts[1]
+        return found
+
+    @_translated
+    def leased_units(self, run_id: str, units: Sequence[int]) -> set[int]:
+        """The units of the run some live task delivery is working on now."""
+        if not units:
+            return set()
+        values = self.redis.mget([lease_key(run_id, unit) for unit in units])
+        return {unit for unit, value in zip(units, values, strict=True) if value is not None}
 
     def check_cache(self) -> RedisCheckCache:
         return RedisCheckCache(self.redis, self.signer.for_purpose("check cache"))
@@ -456,60 +507,91 @@ class RedisCheckCache:
         self.client.set(CHECK_PREFIX + key, json.dumps(self.signer.seal("check", [key, record])), ex=self.ttl)
 
 
-class BranchLocks:
-    """One Redis lock per branch of a repository, so two runs never align the same branch
-    at once. Locks expire unless renewed: a holder that dies frees them within `ttl`."""
+class Leases(Generic[Name]):
+    """Redis locks that expire unless renewed, so a holder that dies, freezes or loses
+    Redis frees them within `ttl`. Each holder's token is `OWNER HOLDER UNIQUE`: the run
+    (what `owner_of` tells), the worker process, and a part of its own, so a holder whose
+    locks expired and were taken by another never renews or releases the other's (it
+    finds them `lost`)."""
 
-    def __init__(self, client: Any, repo_url: str, refnames: Sequence[str], owner: str, ttl: float = 15.0) -> None:
+    def __init__(self, client: Any, keys: dict[Name, str], owner: str, holder: str, ttl: float = 15.0) -> None:
         self.ttl = ttl
-        self.owner = owner
-        self.locks = {ref: Lock(client, lock_key(repo_url, ref), timeout=ttl, thread_local=False) for ref in refnames}
-        self.held: list[str] = []
+        self.token = f"{owner} {holder.replace(' ', '_') or '?'} {uuid.uuid4().hex}"
+        self.locks: dict[Name, Lock] = {
+            name: Lock(client, key, timeout=ttl, sleep=0.25, thread_local=False) for name, key in keys.items()
+        }
+        self.held: list[Name] = []
+        self.lost: set[Name] = set()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
     @_translated
-    def acquire(self, wait_seconds: float) -> list[str]:
-        """Take every lock, waiting up to `wait_seconds` in all; returns the refs whose
-        lock another run holds (those branches must not be aligned now)."""
+    def acquire(self, wait_seconds: float) -> list[Name]:
+        """Take every lock, waiting up to `wait_seconds` in all; returns those another
+        holder keeps (what they guard must not be touched now)."""
         deadline = time.monotonic() + wait_seconds
         busy = []
-        for ref, lock in self.locks.items():
+        for name, lock in self.locks.items():
             left = max(0.0, deadline - time.monotonic())
-            if lock.acquire(blocking=left > 0, blocking_timeout=left or None, token=self.owner):
-                self.held.append(ref)
+            if lock.acquire(blocking=left > 0, blocking_timeout=left or None, token=self.token):
+                self.held.append(name)
             else:
-                busy.append(ref)
-        if self.held:
-            self._renewer = threading.Thread(target=self._renew, name="palign-lock-renewal", daemon=True)
+                busy.append(name)
+        if self.held and self._renewer is None:
+            self._renewer = threading.Thread(target=self._renew, name="palign-lease-renewal", daemon=True)
             self._renewer.start()
         return busy
 
     @_translated
-    def holder(self, ref: str) -> str | None:
-        value = self.locks[ref].redis.get(self.locks[ref].name)
-        return value.decode() if isinstance(value, bytes) else value
+    def owner_of(self, name: Name) -> str | None:
+        """The owner (run id) holding a lock now, if any."""
+        lock = self.locks[name]
+        value = lock.redis.get(lock.name)
+        if value is None:
+            return None
+        return (value.decode() if isinstance(value, bytes) else str(value)).split(" ", 1)[0]
+
+    @_translated
+    def confirm(self) -> bool:
+        """Every lock taken is still this holder's, asked of Redis now. A lock that
+        expired (this holder froze, or lost Redis, for longer than `ttl`) is taken again
+        when nobody else took it; False when another holder has it."""
+        for name in self.held:
+            lock = self.locks[name]
+            if name not in self.lost and lock.owned():
+                continue
+            if not lock.acquire(blocking=False, token=self.token):
+                self.lost.add(name)
+                return False
+            self.lost.discard(name)
+        return True
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 3):
-            for ref in self.held:
+            for name in self.held:
+                if name in self.lost:
+                    continue
                 try:
-                    self.locks[ref].reacquire()
-                except Exception:  # noqa: BLE001  (a lost lock is found at release; keep renewing the rest)
+                    self.locks[name].reacquire()
+                except LockNotOwnedError:
+                    self.lost.add(name)  # expired, and perhaps taken by another holder
+                except Exception:  # noqa: BLE001  (Redis unreachable now: try again next round)
                     continue
 
     def release(self) -> None:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
-        for ref in self.held:
+        for name in self.held:
+            if name in self.lost:
+                continue
             try:
-                self.locks[ref].release()
-            except Exception:  # noqa: BLE001  (expired meanwhile: nothing to release)
+                self.locks[name].release()
+            except Exception:  # noqa: BLE001  (expired meanwhile, or Redis gone: it expires by itself)
                 continue
         self.held.clear()
 
-    def __enter__(self) -> BranchLocks:
+    def __enter__(self) -> Leases[Name]:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -8,6 +8,13 @@ always complete; only bugs raise.
 - `palign.chunk_done` / `palign.chunk_failed`: the callback and errback of each chunk's
   chord; the call that closes the last chunk finishes the run (report, then apply).
 
+A task delivered twice (Redis hands out again the tasks of a worker that stopped renewing
+them: dead, frozen, or cut off from Redis) works on its unit only under the unit's lease
+(`RunStore.unit_lease`): a second delivery waits while the first one lives, then finds
+its results, or takes over from a dead one. A delivery that finds, before it writes, that
+another took its lease over drops out (`Ignore`) without writing; what it already wrote
+is what the other writes too (a run pins its commit times), and results are recorded once.
+
 Messages carry a sealed `Job` (see `palign.records`, `palign.signing`): what to do, never
 how to run it. A message whose seal does not verify is refused before anything runs and
 logged; a repository outside the worker's allow-list, or a check the worker is not
@@ -19,17 +26,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Celery, Task
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject
 
 from palign.distributed import worker, workspace
-from palign.distributed.finish import finish_run
-from palign.distributed.store import RunStore
-from palign.errors import InfrastructureError, InputError, MalformedRecord
+from palign.distributed.finish import finish_run, unfinished
+from palign.distributed.store import Leases, RunStore
+from palign.errors import BrokerUnavailable, InfrastructureError, InputError, MalformedRecord
 from palign.executor.unit import align_levels
 from palign.model import AlignRequest, BranchResult, Status, unaligned
 from palign.records import Job
@@ -62,7 +70,20 @@ class AlignTask(Task):  # type: ignore[misc]
     """Retries with exponential backoff; readable names in Flower and the logs."""
 
     max_retries = 3
+    # A task whose pool process died (OOM-killed, say) is sent again at once, not after
+    # Celery's default 180 s: its lease tells a second delivery when it is free.
+    default_retry_delay = 1
     label = ALIGN
+
+    def signature_from_request(self, *args: Any, **kwargs: Any) -> Any:
+        """A retry (asked, or after its pool process died) goes one priority step ahead of
+        the tasks not yet started: it is work under way, and queued behind a whole run
+        it would hold the run's end back."""
+        signature = super().signature_from_request(*args, **kwargs)
+        priority = signature.options.get("priority")
+        if isinstance(priority, int):
+            signature.options["priority"] = max(0, priority - 1)
+        return signature
 
     def shadow_name(self, args: Any, kwargs: Any, options: Any) -> str:
         sealed = args[-1] if args else kwargs.get("job", {})
@@ -119,6 +140,44 @@ def _received(task: Task, sealed_job: Any, sealed_results: Any) -> tuple[Job, li
     return work, list(payload[1])
 
 
+class Superseded(Exception):
+    """Another delivery of this task holds its unit's lease: this one must not write."""
+
+
+@contextmanager
+def _unit_held(runs: RunStore, work: Job) -> Iterator[Leases[int]]:
+    """This delivery's lease on its unit, held (and renewed) while it works: waits while
+    another delivery of the task holds it (until that one ends, or dies and its lease
+    expires)."""
+    lease = runs.unit_lease(work.run_id, work.unit, worker.process_name())
+    try:
+        if lease.acquire(max(1, worker.settings().broker.task_time_limit - 60)):
+            raise Superseded(f"another delivery has held unit {work.unit} for longer than a task may run")
+        yield lease
+    finally:
+        lease.release()
+
+
+def _confirm(lease: Leases[int]) -> None:
+    """Before a write: the lease is still this delivery's."""
+    if not lease.confirm():
+        raise Superseded("another delivery took this task's unit over")
+
+
+def _drop_out(task: Task, run_id: str, error: Superseded) -> NoReturn:
+    """Leave the unit to the delivery that holds it: no result, no next link (it sends them)."""
+    log.warning("run %s: task %s drops out: %s", run_id, task.request.id, error)
+    raise Ignore() from None
+
+
+def _hand_back(task: Task, run_id: str, error: BrokerUnavailable) -> NoReturn:
+    """Redis stayed out of reach through the store's retries: nothing can be recorded, so
+    the task goes back to its queue as it came (once Redis is back; until then its time
+    in the unacked index ages and a sweep hands it out), with no failure recorded for it."""
+    log.warning("run %s: task %s goes back to its queue: %s", run_id, task.request.id, error)
+    raise Reject(str(error), requeue=True) from None
+
+
 def _sealed_results(run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
     return worker.store().signer.seal("results", [run_id, results])
 
@@ -142,13 +201,20 @@ def align(self: AlignTask, lower: dict[str, Any], job: dict[str, Any]) -> dict[s
     try:
         runs.mark_running(run_id)
         results = runs.results(run_id, names)  # a repeated task finds them
-        todo = [r for r in work.requests if r.refname not in results]
-        refused = _refused_repository(work, todo) if todo else []
-        if refused:
-            _record(runs, run_id, refused)
-            results = runs.results(run_id, names)
-        elif todo:
-            results.update(_align(runs, work, todo, below))
+        if any(r.refname not in results for r in work.requests):
+            with _unit_held(runs, work) as lease:
+                results = runs.results(run_id, names)  # ... or finds them once the other delivery ended
+                todo = [r for r in work.requests if r.refname not in results]
+                refused = _refused_repository(work, todo) if todo else []
+                if refused:
+                    _record(runs, run_id, refused)
+                    results = runs.results(run_id, names)
+                elif todo:
+                    results.update(_align(runs, work, todo, below, lease))
+    except Superseded as error:
+        _drop_out(self, run_id, error)
+    except BrokerUnavailable as error:
+        _hand_back(self, run_id, error)
     except SoftTimeLimitExceeded:
         failed = [_failed(r, "the task ran past its time limit", "time_limit") for r in todo]
         results = _record_and_read(runs, run_id, failed, names)
@@ -167,7 +233,7 @@ def _record_and_read(
 
 
 def _align(
-    runs: RunStore, job: Job, todo: list[AlignRequest], below: dict[str, BranchResult]
+    runs: RunStore, job: Job, todo: list[AlignRequest], below: dict[str, BranchResult], lease: Leases[int]
 ) -> dict[str, BranchResult]:
     run_id = job.run_id
     settings = worker.settings()
@@ -175,10 +241,10 @@ def _align(
     # Locked by what the repository is, not how its URL was written: two runs that reach it
     # by two URLs must not align one branch at once.
     repository = parse_location(job.spec.repo).identity
-    with runs.branch_locks(repository, [r.refname for r in todo], owner=run_id) as locks:
+    with runs.branch_locks(repository, [r.refname for r in todo], run_id, worker.process_name()) as locks:
         busy = set(locks.acquire(settings.broker.lock_wait))
         done = runs.results(run_id, [r.refname for r in todo])  # finished while we waited
-        holders = {ref: locks.holder(ref) for ref in busy if ref not in done}
+        holders = {ref: locks.owner_of(ref) for ref in busy if ref not in done}
         if any(holder == run_id for holder in holders.values()):
             raise InfrastructureError("a repeated delivery of this task is still aligning its branches")
         refused = [
@@ -201,6 +267,7 @@ def _align(
             stop = _throttled(lambda: runs.stop_reason(run_id))
             new = align_levels(space.context, [work], dict(below), stop=stop)
             aligned = lap()
+            _confirm(lease)
             # With checks, results wait under refs/palign/pending/ for `palign.validate`.
             workspace.publish(space, work, new, below.values(), pending=checked)
             published = lap()
@@ -214,6 +281,7 @@ def _align(
             )
         if checked:  # `palign.validate` records them once checked
             return {**done, **{r.refname: r for r in new + refused}}
+        _confirm(lease)
         _record(runs, run_id, new + refused)
     return runs.results(run_id, [r.refname for r in todo])
 
@@ -239,7 +307,7 @@ def _record(runs: RunStore, run_id: str, results: list[BranchResult]) -> None:
     callback would too: this covers a task Redis lost, sent again by `resubmit_missing`.)"""
     counters = runs.record_results(run_id, results)
     if counters.recorded and counters.done >= runs.total(run_id):
-        finish_run(runs, run_id, worker.settings())
+        finish_run(runs, run_id, worker.settings(), worker.process_name())
 
 
 def _checks_of(work: Job) -> tuple[Check, ...] | str:
@@ -267,24 +335,14 @@ def validate(self: ValidateTask, aligned: dict[str, Any], job: dict[str, Any]) -
     level = [received[name] for name in names]
     try:
         stored = runs.results(run_id, names)  # a repeated task finds them
-        todo = [r for r in level if r.refname not in stored]
-        checks = _checks_of(work)
-        refused = _refused_repository(work, todo) if todo else []
-        if isinstance(checks, str):
-            refused = [_failed(r, checks, "check_not_configured") for r in todo]
-        if refused:
-            _record(runs, run_id, refused)
-        elif todo and not isinstance(checks, str):
-            settings = worker.settings()
-            space = workspace.workspace_for(work.spec, settings)
-            gated = [r for r in todo if r.status.publishable and r.new_sha]
-            workspace.ensure_pending(space, gated)
-            checking = Checking(checks, Isolation.of(settings), work.spec.baseline)
-            gate = gate_for(str(space.scratch.path), space.context.repo, checking, runs.check_cache())
-            checked = [gate(r) if r in gated else r for r in todo]
-            workspace.promote(space, checked)
-            _record(runs, run_id, checked)
+        if any(r.refname not in stored for r in level):
+            with _unit_held(runs, work) as lease:
+                _validate(runs, work, level, lease)
         results = runs.results(run_id, names)
+    except Superseded as error:
+        _drop_out(self, run_id, error)
+    except BrokerUnavailable as error:
+        _hand_back(self, run_id, error)
     except SoftTimeLimitExceeded:
         failed = [_failed(r, "the checks ran past the task's time limit", "time_limit") for r in level]
         results = _record_and_read(runs, run_id, failed, names)
@@ -292,6 +350,34 @@ def validate(self: ValidateTask, aligned: dict[str, Any], job: dict[str, Any]) -
         results = _record_and_read(runs, run_id, self.retry_or_fail(error, run_id, level), names)
     lower = [r for r in received_json if r["refname"] not in set(names)]
     return _sealed_results(run_id, lower + [results[name].to_json() for name in names])
+
+
+def _validate(runs: RunStore, work: Job, level: list[BranchResult], lease: Leases[int]) -> None:
+    """Check and record the level's branches that have no result yet."""
+    run_id = work.run_id
+    stored = runs.results(run_id, [r.refname for r in level])  # ... or once the other delivery ended
+    todo = [r for r in level if r.refname not in stored]
+    if not todo:
+        return
+    checks = _checks_of(work)
+    refused = _refused_repository(work, todo)
+    if isinstance(checks, str):
+        refused = [_failed(r, checks, "check_not_configured") for r in todo]
+    if refused:
+        _record(runs, run_id, refused)
+        return
+    assert not isinstance(checks, str)
+    settings = worker.settings()
+    space = workspace.workspace_for(work.spec, settings)
+    gated = [r for r in todo if r.status.publishable and r.new_sha]
+    workspace.ensure_pending(space, gated)
+    checking = Checking(checks, Isolation.of(settings), work.spec.baseline)
+    gate = gate_for(str(space.scratch.path), space.context.repo, checking, runs.check_cache())
+    checked = [gate(r) if r in gated else r for r in todo]
+    _confirm(lease)
+    workspace.promote(space, checked)
+    _confirm(lease)
+    _record(runs, run_id, checked)
 
 
 def chunk_done(self: Task, chunk: dict[str, Any]) -> str:
@@ -314,7 +400,11 @@ def _close_chunk(task: Task, sealed: dict[str, Any], *, failed: bool = False) ->
     try:
         runs = worker.store()
         if runs.chunk_finished(run_id, chunk):  # true for every call once all chunks ended
-            finish_run(runs, run_id, worker.settings())
+            if unfinished(runs, run_id).at_work:
+                # A delivery of a task that failed here is still at work elsewhere: its
+                # results finish the run when they are recorded.
+                return "chunks done; a task is still at work"
+            finish_run(runs, run_id, worker.settings(), worker.process_name())
             return "finished"
     except RETRYABLE as error:
         raise task.retry(exc=error, countdown=5) from None
