@@ -41,18 +41,31 @@ def owned_name(label: str) -> str:
     return f"{label}{_SEPARATOR}{socket.gethostname()}{_SEPARATOR}{os.getpid()}"
 
 
-def remove_orphans(root: Path, *, older_than: float | None = None) -> None:
+def remove_orphans(
+    root: Path, *, older_than: float | None = None, spare_live: bool = False, dry_run: bool = False
+) -> int:
     """Folders under `root` whose owner process on this host is gone, and with
-    `older_than` (seconds) also any folder not modified for that long."""
+    `older_than` (seconds) also any folder not modified for that long (with `spare_live`,
+    not those of a process of this host still running); returns how many."""
     cutoff = None if older_than is None else time.time() - older_than
-    for entry in root.iterdir():
+    removed = 0
+    for entry in root.iterdir() if root.is_dir() else ():
         try:
             if not entry.is_dir():
                 continue
-            if not owner_alive(entry.name) or (cutoff is not None and entry.stat().st_mtime < cutoff):
-                shutil.rmtree(entry, ignore_errors=True)
+            old = cutoff is not None and entry.stat().st_mtime < cutoff
+            if not owner_alive(entry.name) or (old and not (spare_live and _owned_here(entry.name))):
+                if not dry_run:
+                    shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
         except OSError:
             continue
+    return removed
+
+
+def _owned_here(name: str) -> bool:
+    parts = name.split(_SEPARATOR)
+    return len(parts) >= 3 and parts[-2] == socket.gethostname()
 
 
 def owner_alive(name: str) -> bool:

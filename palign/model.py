@@ -283,3 +283,17 @@ class ApplyOutcome:
 class RollbackOutcome:
     restored: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # moved since the apply: left alone
+
+
+@dataclass
+class PruneOutcome:
+    """What `palign prune` removed, and what it kept and why."""
+
+    removed: list[str] = field(default_factory=list)  # runs whose refs are gone
+    trimmed: list[str] = field(default_factory=list)  # applied runs: backups kept for a rollback
+    kept: list[str] = field(default_factory=list)  # recent enough, or among the newest to keep
+    foreign: list[str] = field(default_factory=list)  # folders under refs/palign/ no palign run id names
+    refs_deleted: int = 0
+    mirrors_removed: int = 0
+    scratch_removed: int = 0
+    checks_removed: int = 0

@@ -18,8 +18,9 @@ BRANCH is the short name of a branch (`feature/x`) or the full name of another r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +32,7 @@ from palign.model import (
     AlignRequest,
     ApplyOutcome,
     BranchResult,
+    PruneOutcome,
     RollbackOutcome,
     branch_ref,
 )
@@ -185,10 +187,12 @@ def _leased_transaction(
     raise AssertionError("unreachable")
 
 
-def apply(mirror: Mirror, run_id: str) -> ApplyOutcome:
+def apply(mirror: Mirror, run_id: str, reported: Mapping[str, str] | None = None) -> ApplyOutcome:
     """Move every branch `run_id` staged in one atomic transaction, each with a lease on
     the sha it had when the run planned it; branches that moved since are left alone
-    (`stale`), and so are branches checked out in a working tree of REPO."""
+    (`stale`), and so are branches checked out in a working tree of REPO.
+    `reported` (branch -> aligned sha, from the run's report) limits the apply to what
+    the report says: a staged ref it does not name, or names with another commit, stays."""
     check_run_id(run_id)
     fetch_run_refs(mirror, Kind.STAGED, run_id)
 
@@ -199,6 +203,8 @@ def apply(mirror: Mirror, run_id: str) -> ApplyOutcome:
         leases: dict[str, str] = {}
         for name, new in sorted(found.staged.items()):
             ref, current = branch_ref(name), found.current(name)
+            if reported is not None and reported.get(name) != new:
+                continue
             if current == new:
                 outcome.already.append(name)
             elif current != found.backups.get(name):
@@ -236,3 +242,53 @@ def rollback(mirror: Mirror, run_id: str) -> RollbackOutcome:
         return specs, leases, outcome
 
     return _leased_transaction(mirror, run_id, decide)
+
+
+# --- housekeeping ------------------------------------------------------------------------
+
+
+def run_started(run_id: str) -> datetime | None:
+    """When a run started, read from its id (`YYYYMMDD-HHMMSS-xxxxxx`, UTC); None for a
+    name palign did not make."""
+    try:
+        return datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def prune_runs(
+    mirror: Mirror, *, started_before: datetime, keep: int, applied_too: bool, dry_run: bool = False
+) -> PruneOutcome:
+    """Delete the refs of runs that started before `started_before`, but the `keep` newest
+    runs; a run that was applied keeps its backups and applied markers (what a rollback
+    needs) unless `applied_too`. Each ref is deleted with a lease on the sha it was read
+    with; folders under refs/palign/ that no palign run id names are left alone."""
+    by_run: dict[str, dict[str, str]] = {}
+    for ref, sha in mirror.remote_refs(f"{PALIGN_NAMESPACE}*").items():
+        parts = ref.removeprefix(PALIGN_NAMESPACE).split("/", 2)
+        if len(parts) == 3:
+            by_run.setdefault(parts[1], {})[ref] = sha
+    outcome = PruneOutcome()
+    dated = {run: run_started(run) for run in by_run}
+    outcome.foreign = sorted(run for run, started in dated.items() if started is None)
+    newest_first = sorted((run for run in by_run if dated[run] is not None), reverse=True)
+    doomed: dict[str, str] = {}
+    for position, run in enumerate(newest_first):
+        started = dated[run]
+        assert started is not None
+        if position < keep or started >= started_before:
+            outcome.kept.append(run)
+            continue
+        found = by_run[run]
+        applied = any(ref.startswith(run_ref(Kind.APPLIED, run, "")) for ref in found)
+        if applied and not applied_too:
+            keeps = (run_ref(Kind.BACKUP, run, ""), run_ref(Kind.APPLIED, run, ""))
+            doomed.update({ref: sha for ref, sha in found.items() if not ref.startswith(keeps)})
+            outcome.trimmed.append(run)
+        else:
+            doomed.update(found)
+            outcome.removed.append(run)
+    outcome.refs_deleted = len(doomed)
+    if doomed and not dry_run:
+        mirror.push([f":{ref}" for ref in sorted(doomed)], leases=doomed)
+    return outcome

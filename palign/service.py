@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,12 +25,13 @@ from palign.conflicts import ConflictMap, find_conflicts
 from palign.engine.scratch import ScratchStore
 from palign.executor.local import run_local
 from palign.executor.unit import adopt_changes
-from palign.model import ApplyOutcome, BranchResult, Progress, RollbackOutcome
+from palign.folders import remove_orphans
+from palign.model import ApplyOutcome, BranchResult, Progress, PruneOutcome, RollbackOutcome
 from palign.prepare import Prepared, RunOptions, prepare, run_identity
 from palign.records import RunRecord, RunSpec, RunState
 from palign.report import RunReport, now
 from palign.settings import Settings
-from palign.transport import Mirror, commit_settings, mirror_of
+from palign.transport import Mirror, commit_settings, mirror_of, prune_mirrors
 from palign.validation.cache import LocalCheckCache
 from palign.validation.gate import Checking
 from palign.validation.runner import Isolation
@@ -262,6 +263,23 @@ def apply(repo: str, run_id: str, settings: Settings) -> ApplyOutcome:
 def rollback(repo: str, run_id: str, settings: Settings) -> RollbackOutcome:
     """Put every branch `run_id` applied back to its backup (each with a lease)."""
     return refs.rollback(_synced_mirror(repo, run_id, settings), run_id)
+
+
+def prune(
+    repo: str, settings: Settings, *, older_than: timedelta, keep: int, applied_too: bool, dry_run: bool
+) -> PruneOutcome:
+    """Remove old runs' refs from REPO (see `refs.prune_runs`), and from this machine's
+    cache what has not been used for as long: mirrors, scratch folders, check results."""
+    mirror = mirror_of(repo, settings)
+    mirror.sync()
+    outcome = refs.prune_runs(
+        mirror, started_before=now() - older_than, keep=keep, applied_too=applied_too, dry_run=dry_run
+    )
+    seconds = older_than.total_seconds()
+    outcome.mirrors_removed = prune_mirrors(settings.cache_dir, seconds, spare=mirror.path, dry_run=dry_run)
+    outcome.scratch_removed = remove_orphans(settings.scratch_dir, older_than=seconds, spare_live=True, dry_run=dry_run)
+    outcome.checks_removed = LocalCheckCache(settings.cache_dir / "checks").prune(seconds, dry_run=dry_run)
+    return outcome
 
 
 def conflicts(options: RunOptions, settings: Settings) -> ConflictMap:

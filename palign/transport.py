@@ -11,22 +11,35 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from palign import git
-from palign.errors import GitCommandError, InputError, RepositoryNotFound, TransportRefused
+from palign.errors import (
+    GitCommandError,
+    InfrastructureError,
+    InputError,
+    RepositoryNotFound,
+    RepositoryUnreachable,
+    TransportRefused,
+)
 from palign.model import COMMIT_SETTINGS, PALIGN_NAMESPACE, ZERO_SHA
 from palign.redact import has_secret_parameter, redact_url
 from palign.settings import Settings
+
+log = logging.getLogger("palign")
+
+_LAST_USED = "palign-last-used"  # a mirror's mark of its last use
 
 ALLOWED_SCHEMES = git.ALLOWED_PROTOCOLS
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
@@ -141,13 +154,69 @@ class Mirror:
         return git.run_text(["--git-dir", str(self.path), *args])
 
     def sync(self) -> None:
-        """Create the mirror or bring it up to date with every ref of REPO."""
+        """Create the mirror or bring it up to date with every ref of REPO. A mirror that
+        cannot be brought up to date (objects missing or corrupt: REPO re-created or
+        garbage-collected under it, a disk error) is built again, once, with a log line."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if not (self.path / "HEAD").exists():
                 self._clone()
-            else:
+                self.note_use()
+                return
+            self.note_use()
+            self._follow_local_objects()
+            try:
                 self._fetch()
+            except (RepositoryNotFound, RepositoryUnreachable):
+                raise  # REPO itself: a new mirror would not help
+            except InfrastructureError as error:
+                log.warning("the cached mirror of %s is broken (%s); building it again", self.location.display, error)
+                self._rebuild()
+
+    def note_use(self) -> None:
+        """Mark the mirror as in use now (`palign prune` removes mirrors long unused)."""
+        (self.path / _LAST_USED).touch()
+
+    def _follow_local_objects(self) -> None:
+        """A mirror of a repository on this machine borrows its objects, so it must not name
+        commits REPO no longer has (REPO re-created at the same path, or gc'd after a
+        rollback): such refs are forgotten before the fetch, which would trust them."""
+        objects = self._local_objects()
+        if objects is None:
+            return
+        alternates = self.path / "objects" / "info" / "alternates"
+        if not alternates.exists() or alternates.read_text().strip() != str(objects):
+            alternates.write_text(f"{objects}\n")  # REPO's objects moved (made bare, say)
+        listing = self.git("for-each-ref", "--format=%(objectname) %(refname)")
+        refs = [line.split(" ", 1) for line in listing.splitlines() if " " in line]
+        if not refs:
+            return
+        check = git.run(
+            ["--git-dir", str(self.path), "cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            stdin="".join(f"{sha}\n" for sha, _ in refs).encode(),
+        ).decode()
+        lost = {line.split(" ", 1)[0] for line in check.splitlines() if line.endswith(" missing")}
+        if lost:
+            doomed = [ref for sha, ref in refs if sha in lost]
+            log.info(
+                "the cached mirror of %s forgets %d refs to commits REPO no longer has",
+                self.location.display,
+                len(doomed),
+            )
+            git.run(
+                ["--git-dir", str(self.path), "update-ref", "--stdin"],
+                stdin="".join(f"delete {ref}\n" for ref in doomed).encode(),
+            )
+
+    def _rebuild(self) -> None:
+        """The mirror built again from REPO; the broken one is moved aside, then removed."""
+        broken = self.path.with_name(f"{self.path.name}.broken-{os.getpid()}")
+        shutil.rmtree(broken, ignore_errors=True)
+        self.path.rename(broken)
+        try:
+            self._clone()
+        finally:
+            shutil.rmtree(broken, ignore_errors=True)
 
     def _clone(self) -> None:
         staging = self.path.with_name(self.path.name + ".new")
@@ -249,14 +318,19 @@ class Mirror:
             args.append("--atomic")
         if self.location.local_path is not None:
             args.append(f"--receive-pack={git.LOCAL_RECEIVE_PACK}")
-        for ref, expected in (leases or {}).items():
-            args.append(f"--force-with-lease={ref}:{expected if expected != ZERO_SHA else ''}")
         # Chunks keep command lines bounded for very large runs; only atomic pushes must be one.
         chunk = len(specs) if atomic else 2000
         git_dir = str(objects_from or self.path)
         for start in range(0, len(specs), chunk):
             chunk_specs = specs[start : start + chunk]
-            git.run(["--git-dir", git_dir, *args, "--end-of-options", self.location.url, *chunk_specs], auth=self.auth)
+            moved = {spec.split(":", 1)[1] for spec in chunk_specs}
+            pinned = [
+                f"--force-with-lease={ref}:{expected if expected != ZERO_SHA else ''}"
+                for ref, expected in (leases or {}).items()
+                if ref in moved
+            ]
+            argv = ["--git-dir", git_dir, *args, *pinned, "--end-of-options", self.location.url, *chunk_specs]
+            git.run(argv, auth=self.auth)
 
     @property
     def writes_in_place(self) -> bool:
@@ -340,6 +414,32 @@ class Mirror:
             value, _, name = line.partition(" ")
             values[name] = value
         return values
+
+
+def prune_mirrors(cache_dir: Path, unused_for: float, *, spare: Path | None = None, dry_run: bool = False) -> int:
+    """Remove the mirrors of the cache not used for `unused_for` seconds (by any REPO) but
+    `spare`, each under its lock, skipped while another process holds it; returns how many."""
+    cutoff = time.time() - unused_for
+    removed = 0
+    for path in sorted((cache_dir / "mirrors").glob("*.git")):
+        if path == spare:
+            continue
+        mark = path / _LAST_USED
+        try:
+            last = (mark if mark.exists() else path).stat().st_mtime
+        except OSError:
+            continue
+        if last >= cutoff:
+            continue
+        lock = FileLock(str(path) + ".lock")
+        try:
+            with lock.acquire(timeout=0):
+                if not dry_run:
+                    shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        except Timeout:
+            continue  # in use now
+    return removed
 
 
 def mirror_of(repo: str, settings: Settings) -> Mirror:

@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
 from palign import service
 from palign.cli import output
-from palign.cli.options import BRANCH, CONFIG, CONTEXT, ONTO, STRATEGY, WORKERS, broker_settings, local_settings
+from palign.cli.options import (
+    BRANCH,
+    CONFIG,
+    CONTEXT,
+    ONTO,
+    STRATEGY,
+    WORKERS,
+    Age,
+    broker_settings,
+    local_settings,
+)
 from palign.demo import run_demo
 from palign.errors import ExitCode
 from palign.model import Strategy
@@ -256,6 +267,43 @@ def rollback(repo: str, run_id: str) -> None:
     outcome = service.rollback(repo, run_id, local_settings())
     output.rollback_outcome(outcome)
     sys.exit(int(ExitCode.OK if not outcome.stale else ExitCode.BRANCHES_NOT_ALIGNED))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("repo")
+@click.option(
+    "--older-than",
+    type=Age(),
+    default="30d",
+    show_default=True,
+    help="Remove runs that started longer ago than this (30d, 12h, 90m, 2w; 0: any age).",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="Always keep the N newest runs, however old.",
+)
+@click.option(
+    "--include-applied",
+    is_flag=True,
+    help="Also remove the backups of runs that were applied (then they can no longer be rolled back).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def prune(repo: str, older_than: timedelta, keep: int, include_applied: bool, dry_run: bool) -> None:
+    """Remove old runs' refs under refs/palign/ in REPO, and this machine's cache that has
+    not been used for as long (mirrors, scratch folders, check results).
+
+    A run that was applied keeps its backups and applied markers, so `palign rollback`
+    still works, unless --include-applied. Each ref is deleted with a lease on the sha it
+    was read with; folders under refs/palign/ no palign run id names are left alone.
+    """
+    outcome = service.prune(
+        repo, local_settings(), older_than=older_than, keep=keep, applied_too=include_applied, dry_run=dry_run
+    )
+    output.prune_outcome(outcome, dry_run=dry_run)
 
 
 @click.command(context_settings=CONTEXT)

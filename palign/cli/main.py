@@ -39,6 +39,7 @@ for command in (
     local.conflicts,
     local.apply,
     local.rollback,
+    local.prune,
     local.demo,
     distributed.worker,
     distributed.status,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,26 @@ STRATEGY = click.option(
     help="rebase = `git rebase TARGET`; merge = `git merge TARGET`; auto = rebase, or the merge "
     "where only the merge is clean.",
 )
+
+
+class Age(click.ParamType[timedelta]):
+    """A duration: 30d, 12h, 90m, 2w (or 0: any age)."""
+
+    name = "AGE"
+    _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip().lower()
+        if text == "0":
+            return timedelta(0)
+        number, unit = text[:-1], text[-1:]
+        if unit not in self._UNITS or not number.isdigit():
+            self.fail(f"{value!r} is not an age like 30d, 12h, 90m or 2w", param, ctx)
+        return timedelta(seconds=int(number) * self._UNITS[unit])
+
+
 WORKERS = click.option(
     "--workers",
     type=click.IntRange(min=1),

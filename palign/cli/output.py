@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from palign.conflicts import ConflictMap
-from palign.model import ApplyOutcome, RollbackOutcome, Status
+from palign.model import ApplyOutcome, PruneOutcome, RollbackOutcome, Status
 from palign.planner.model import Plan
 from palign.records import RunRecord
 from palign.report import RunReport
@@ -144,6 +144,21 @@ def rollback_outcome(outcome: RollbackOutcome) -> None:
     for name in outcome.stale:
         click.echo(f"stale    {name} (moved since the apply; left alone)")
     click.echo(f"{len(outcome.restored)} restored, {len(outcome.stale)} left alone")
+
+
+def prune_outcome(outcome: PruneOutcome, *, dry_run: bool) -> None:
+    verb = "would remove" if dry_run else "removed"
+    for run in outcome.removed:
+        click.echo(f"{verb} run {run}")
+    for run in outcome.trimmed:
+        click.echo(f"{verb} run {run}'s staged results; kept its backups (it was applied: palign rollback)")
+    for name in outcome.foreign:
+        click.echo(f"left alone refs/palign/*/{name}/ (not a palign run id)")
+    click.echo(
+        f"{verb} {len(outcome.removed) + len(outcome.trimmed)} runs ({outcome.refs_deleted} refs), "
+        f"kept {len(outcome.kept)} recent runs; cache: {verb} {outcome.mirrors_removed} mirrors, "
+        f"{outcome.scratch_removed} scratch folders, {outcome.checks_removed} check results"
+    )
 
 
 def run_status(record: RunRecord, as_json: bool) -> None:

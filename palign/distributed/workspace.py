@@ -65,6 +65,8 @@ def workspace_for(spec: RunSpec, settings: Settings) -> Workspace:
     mirror = mirror_of(spec.repo, settings)
     if not (mirror.path / "HEAD").exists():
         mirror.sync()
+    else:
+        mirror.note_use()
     scratch = ScratchStore(
         mirror.path, f"run-{spec.run_id}", root=settings.scratch_dir, git_config=spec.git_config
     ).__enter__()

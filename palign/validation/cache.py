@@ -15,6 +15,7 @@ import os
 import secrets
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,20 @@ class LocalCheckCache:
         except (OSError, ValueError, MalformedRecord):
             return None  # absent, unreadable, or not sealed by this machine: run the check
         return record if sealed_key == key and isinstance(record, dict) else None
+
+    def prune(self, older_than: float, *, dry_run: bool = False) -> int:
+        """Remove the results recorded more than `older_than` seconds ago; returns how many."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.root.glob("*/*.json") if self.root.is_dir() else ():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    if not dry_run:
+                        path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         sealed = self._seals().seal("check", [key, record])
