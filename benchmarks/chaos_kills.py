@@ -1,12 +1,14 @@
 """What a dead worker costs, with palign's default settings: the same repository aligned
 twice by a fleet of `palign worker -c 1` processes over a private Redis, once without
-faults and once while workers are killed with SIGKILL every few seconds (and started
-again, as a supervisor would). Prints both wall times, what each death cost (seconds
-from the kill until every unit the worker held was held by another worker or done), and
-whether the two reports agree (verdict and tree of every branch).
+faults and once while workers are killed with SIGKILL every few seconds (the one holding
+work, when one does) and started again at once, as a supervisor would. Prints both wall
+times, what each death cost (seconds from the kill until every unit the worker held was
+held by another worker or had moved on), and whether the two reports agree (verdict and
+tree of every branch). `--check CMD` gives every branch a check (palign.toml
+[validate]), which makes tasks last long enough for most kills to meet one.
 
-    python benchmarks/chaos_kills.py --repo /tmp/click [--kills 12] [--every 4]
-        [--workers 2] [--onto main]
+    python benchmarks/chaos_kills.py --repo /tmp/click [--kills 12] [--every 3]
+        [--workers 2] [--onto main] [--check 'sleep 0.25']
 
 REPO is copied for each run (the runs only write under refs/palign/). It must sit in the
 system's temporary folder (the fleet's workers allow only those repositories). The fleet
@@ -57,6 +59,7 @@ def one_run(fleet: Fleet, template: Path, directory: Path, onto: str, kills: int
     client = fleet.redis.client()
     known = set(client.zrange("palign:runs", 0, -1))
     args = ["run", str(repo), "--onto", onto, "--broker", fleet.url, "--report-dir", str(directory / "out")]
+    args += ["--config", str(fleet.config)] if fleet.config else []
     started = time.monotonic()
     producer = subprocess.Popen(
         [sys.executable, "-m", "palign", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -70,7 +73,9 @@ def one_run(fleet: Fleet, template: Path, directory: Path, onto: str, kills: int
                 time.sleep(0.05)
             if producer.poll() is not None:
                 break
-            fleet.kill(run_id, fleet.busiest(run_id, sorted(fleet.workers)))
+            while not (up := sorted(set(fleet.workers) - fleet.starting)):
+                time.sleep(0.05)
+            fleet.kill(run_id, fleet.busiest(run_id, up, patience=0.5), wait=False)
             next_kill = time.monotonic() + every
         stdout, stderr = producer.communicate(timeout=3600)
     finally:
@@ -89,13 +94,18 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, required=True)
     parser.add_argument("--onto", default="main")
     parser.add_argument("--kills", type=int, default=12)
-    parser.add_argument("--every", type=float, default=4.0, help="seconds between kills")
+    parser.add_argument("--every", type=float, default=3.0, help="seconds between kills")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--check", help="a check every branch runs (a shell command)")
     options = parser.parse_args()
     template = options.repo.resolve()
     os.environ.setdefault("PALIGN_SIGNING_KEY", "palign benchmark: a key shared by producer and workers")
     root = Path(tempfile.mkdtemp(prefix="palign-kills-"))
-    fleet = Fleet(root / "fleet", options.workers)
+    config = None
+    if options.check:
+        config = root / "palign.toml"
+        config.write_text(f"[validate]\ncheck = {json.dumps(options.check)}\n")
+    fleet = Fleet(root / "fleet", options.workers, config)
     try:
         calm, calm_id = one_run(fleet, template, root / "calm", options.onto, 0, options.every)
         print(f"fault-free: {calm:.1f} s (run {calm_id})")

@@ -29,6 +29,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def process_family(pid: int) -> set[int]:
+    """`pid` and its children (a worker's main process and its pool)."""
+    found = {pid}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
     deadline = time.monotonic() + timeout
     while True:

@@ -195,6 +195,7 @@ class RunStore:
                 }
                 pipe.hset(f"{key}:jobs", mapping=mapping)
             pipe.zadd(RUNS, {record.run_id: time.time()})
+            pipe.zremrangebyscore(RUNS, "-inf", time.time() - ttl)  # the index outlives no run
             for suffix in ("", ":branches", ":jobs"):
                 pipe.expire(key + suffix, ttl)
             pipe.execute()

@@ -360,13 +360,13 @@ def _validate(runs: RunStore, work: Job, level: list[BranchResult], lease: Lease
     if not todo:
         return
     checks = _checks_of(work)
-    refused = _refused_repository(work, todo)
     if isinstance(checks, str):
         refused = [_failed(r, checks, "check_not_configured") for r in todo]
-    if refused:
+    else:
+        refused = _refused_repository(work, todo)
+    if refused or isinstance(checks, str):
         _record(runs, run_id, refused)
         return
-    assert not isinstance(checks, str)
     settings = worker.settings()
     space = workspace.workspace_for(work.spec, settings)
     gated = [r for r in todo if r.status.publishable and r.new_sha]

@@ -25,7 +25,10 @@ _contexts: dict[tuple[str, Identity], AlignContext] = {}
 _change_indexes: dict[str, ChangeIndex] = {}
 _patch_caches: dict[str, PatchKeyCache] = {}
 _summaries: dict[int, Summaries] = {}
-_SHARED_COMMITS_LIMIT = 200_000
+# What a process remembers of commits (their changes and patch keys) is dropped past this
+# many: a target's history is then diffed again (one batch), and this memo stays bounded
+# however many branches go through a process, within one run or across runs.
+_REMEMBERED_COMMITS_LIMIT = 20_000
 
 StopCheck = Callable[[], "Status | None"]  # asked before each branch: has the run been stopped?
 
@@ -47,15 +50,19 @@ def context_for(git_dir: str, identity: Identity, *, shared: str | None = None) 
         changes = _change_indexes.setdefault(shared or git_dir, ChangeIndex())
         if shared is not None:
             cache = _patch_caches.setdefault(shared, PatchKeyCache(changes=changes))
-            if len(changes.by_commit) > _SHARED_COMMITS_LIMIT:  # bounded memory
-                changes.by_commit.clear()
-                for memo in (cache.keys, cache.lines, cache.sizes):
-                    memo.clear()
         else:
             cache = PatchKeyCache(changes=changes)
         ctx = AlignContext(repo=open_repository(git_dir), identity=identity, cache=cache)
         _contexts[key] = ctx
     return ctx
+
+
+def _keep_bounded(cache: PatchKeyCache) -> None:
+    """Checked before each unit: one run of many branches must not grow a process either."""
+    if len(cache.changes.by_commit) > _REMEMBERED_COMMITS_LIMIT:
+        cache.changes.by_commit.clear()
+        for memo in (cache.keys, cache.lines, cache.sizes):
+            memo.clear()
 
 
 def forget(git_dir: str) -> None:
@@ -85,6 +92,7 @@ def align_levels(
     name) and receives these: a branch stacked on another is replayed onto that one's
     aligned tip, and is blocked when that one did not align. `stop` is asked before each
     branch whether the run has been stopped."""
+    _keep_bounded(ctx.cache)
     new: list[BranchResult] = []
     for level in levels:
         for request in level:

@@ -23,7 +23,7 @@ from palign.distributed.store import RunStore
 from palign.errors import BrokerUnavailable
 from palign.settings import Settings
 from tests.chaos.proxy import TcpProxy
-from tests.services import RedisServer, Worker, wait_for
+from tests.services import RedisServer, Worker, process_family, wait_for
 
 T = TypeVar("T")
 F = TypeVar("F")
@@ -57,6 +57,7 @@ class Fleet:
     faults: list[Fault] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _stopped: set[str] = field(default_factory=set)  # frozen workers, to wake before stopping
+    starting: set[str] = field(default_factory=set)  # killed workers being started again
 
     def __post_init__(self) -> None:
         self.redis = RedisServer(self.root / "redis", persistent=True)
@@ -83,17 +84,7 @@ class Fleet:
 
     def pids(self, name: str) -> set[int]:
         """The worker's main process and its pool processes."""
-        main = self.workers[name].proc.pid
-        found = {main}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == main:
-                    found.add(int(entry.name))
-        return found
+        return process_family(self.workers[name].proc.pid)
 
     # --- what a worker holds ------------------------------------------------------------
 
@@ -101,9 +92,10 @@ class Fleet:
         holders = _quietly(lambda: self.store().lease_holders(run_id), {})
         return {unit for unit, holder in holders.items() if _pid(holder) in pids}
 
-    def busiest(self, run_id: str, candidates: list[str]) -> str:
-        """A worker that holds work now (the fault then costs something), else any."""
-        deadline = time.monotonic() + 10
+    def busiest(self, run_id: str, candidates: list[str], patience: float = 10) -> str:
+        """A worker that holds work now (the fault then costs something), or that comes to
+        hold some within `patience` seconds, else any."""
+        deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             holding = [name for name in candidates if self.held_units(run_id, self.pids(name))]
             if holding:
@@ -146,13 +138,25 @@ class Fleet:
 
     # --- faults -------------------------------------------------------------------------
 
-    def kill(self, run_id: str, victim: str) -> None:
-        """kill -9 a whole worker (a machine lost), then start it again."""
+    def kill(self, run_id: str, victim: str, *, wait: bool = True) -> None:
+        """kill -9 a whole worker (a machine lost), then start it again (`wait`: before
+        returning; else in the background, while it is in `starting`)."""
         self._worker_fault("kill -9", run_id, victim)
         worker = self.workers[victim]
         worker.signal(signal.SIGKILL)
         worker.proc.wait()
-        self.start(victim)
+        if wait:
+            self.start(victim)
+            return
+        self.starting.add(victim)
+
+        def start_again() -> None:
+            try:
+                self.start(victim)
+            finally:
+                self.starting.discard(victim)
+
+        self._background(start_again)
 
     def kill_child(self, run_id: str, victim: str) -> None:
         """kill -9 one pool process of a worker (the kernel's OOM killer); Celery starts another."""
