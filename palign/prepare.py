@@ -144,6 +144,7 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
     for name in options.targets:
         ref = _resolve_target(refs, name)
         targets[ref] = resolve_commit(repo, name, refs[ref])
+    config.check_rule_targets(list(targets))
     if entries and not options.branch_globs:
         branches = [_planned_ref(entry.branch_name, entry.line, refs) for entry in entries]
     else:

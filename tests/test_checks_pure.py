@@ -1,0 +1,40 @@
+"""The pure helpers behind the first-time-user checks: where palign.toml declares a name."""
+
+from __future__ import annotations
+
+import pytest
+
+from palign.config import line_of
+
+TOML = """\
+# a comment naming plan
+stale_days = 1
+[targets]
+"release/*" = "release/2.x"
+hotfix = "main"
+
+[ plan ]
+stale_days = 30
+[validate.slow]
+run = "make check"
+[[plann]]
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "section", "line"),
+    [
+        ("stale_days", None, 2),  # a top-level key, not the one in [plan]
+        ("targets", None, 3),
+        ("plan", None, 7),  # spaces in the header
+        ("validate", None, 9),  # found by its dotted header
+        ("plann", None, 11),  # an array of tables
+        ("release/*", "targets", 4),  # quoted
+        ("hotfix", "targets", 5),
+        ("stale_days", "plan", 8),
+        ("slow", "validate", 9),
+        ("nowhere", "plan", None),
+    ],
+)
+def test_line_of_finds_where_a_name_is_declared(name: str, section: str | None, line: int | None) -> None:
+    assert line_of(TOML, name, section) == line

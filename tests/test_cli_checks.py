@@ -1,0 +1,61 @@
+"""A first-time user's mistakes, through the real CLI: each is refused with one clear line
+(exit 2) before anything is written, or the output says what it means."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git_out, refs_snapshot, run_palign
+
+
+def palign_refs(repo: Path) -> str:
+    return git_out(repo, "for-each-ref", "refs/palign/")
+
+
+def assert_refused_before_writing(result_code: int, stderr: str, repo: Path, before: str) -> None:
+    """Exit 2, one line on stderr, no traceback, and REPO exactly as it was."""
+    assert result_code == 2, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+    assert refs_snapshot(repo) == before
+    assert palign_refs(repo) == ""
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            '[targets]\n"hotfix/*" = "main"\n\n[plann]\nstale_days = 30\n',
+            "palign.toml line 4: unknown section [plann]; did you mean [plan]?",
+        ),
+        (
+            "[plan]\ncluster_threshold = 0.3\nstale_day = 30\n",
+            "palign.toml line 3: unknown key 'stale_day' in [plan]; did you mean 'stale_days'?",
+        ),
+        (
+            "stale_days = 30\n",
+            "palign.toml line 1: unknown key 'stale_days' outside any section; it belongs under [plan]",
+        ),
+    ],
+    ids=["section", "plan-key", "top-level-key"],
+)
+def test_misspelled_config_names_are_refused_with_their_line(
+    demo_repo: Path, tmp_path: Path, toml: str, expected: str
+) -> None:
+    (tmp_path / "palign.toml").write_text(toml)
+    before = refs_snapshot(demo_repo)
+    result = run_palign("run", str(demo_repo), "--onto", "main", "--report-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert_refused_before_writing(result.code, result.stderr, demo_repo, before)
+    assert expected in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_targets_rule_for_a_target_the_run_does_not_align_onto_is_refused(demo_repo: Path, tmp_path: Path) -> None:
+    config = tmp_path / "rules.toml"
+    config.write_text('[targets]\n"feature/*" = "main"\n"fix/*" = "mian"\n')
+    before = refs_snapshot(demo_repo)
+    result = run_palign("run", str(demo_repo), "--onto", "main", "--config", str(config))
+    assert_refused_before_writing(result.code, result.stderr, demo_repo, before)
+    assert f"{config} line 3: [targets] rule 'fix/*' = 'mian'" in result.stderr
+    assert "(--onto: main); did you mean 'main'?" in result.stderr
