@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -218,10 +219,31 @@ def to_markdown(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+REPORT_FILES = ("report.json", "report.md")
+
+
 def check_writable(directory: Path) -> None:
-    """Refuse a report folder that exists but cannot be written, before the run starts."""
-    if directory.exists() and not os.access(directory, os.W_OK):
-        raise InputError(f"report folder is not writable: {directory}")
+    """Refuse a report folder that cannot be created or written, before the run writes
+    anything to REPO. It is tried for real (a file or folder made and removed at once):
+    os.access says yes to root even where nothing can be made (/proc, read-only mounts)."""
+    existing = directory
+    while not existing.exists():  # the nearest existing folder: `write` creates the rest in it
+        existing = existing.parent
+    verb = "is not writable" if existing == directory else "cannot be created"
+    if not existing.is_dir():
+        raise InputError(f"report folder {verb}: {directory} ({existing} is not a folder)")
+    try:
+        if existing == directory:
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+            for name in REPORT_FILES:
+                if (directory / name).exists():
+                    with (directory / name).open("ab"):  # opened, not changed
+                        pass
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".palign-probe-", dir=existing))
+    except OSError as error:
+        raise InputError(f"report folder {verb}: {directory} ({error.strerror or error})") from None
 
 
 def _cell(text: str) -> str:

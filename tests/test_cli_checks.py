@@ -59,3 +59,15 @@ def test_targets_rule_for_a_target_the_run_does_not_align_onto_is_refused(demo_r
     assert_refused_before_writing(result.code, result.stderr, demo_repo, before)
     assert f"{config} line 3: [targets] rule 'fix/*' = 'mian'" in result.stderr
     assert "(--onto: main); did you mean 'main'?" in result.stderr
+
+
+@pytest.mark.parametrize("report_dir", ["/proc/nope", "{tmp}/a-file/report"], ids=["proc", "under-a-file"])
+def test_report_dir_that_cannot_be_created_is_refused_before_anything_is_written(
+    demo_repo: Path, tmp_path: Path, report_dir: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder\n")
+    report_dir = report_dir.format(tmp=tmp_path)
+    before = refs_snapshot(demo_repo)
+    result = run_palign("run", str(demo_repo), "--onto", "main", "--report-dir", report_dir)
+    assert_refused_before_writing(result.code, result.stderr, demo_repo, before)
+    assert f"report folder cannot be created: {report_dir}" in result.stderr
