@@ -71,3 +71,15 @@ def test_report_dir_that_cannot_be_created_is_refused_before_anything_is_written
     result = run_palign("run", str(demo_repo), "--onto", "main", "--report-dir", report_dir)
     assert_refused_before_writing(result.code, result.stderr, demo_repo, before)
     assert f"report folder cannot be created: {report_dir}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "option",
+    [("--priority", "3"), ("--timeout", "5"), ("--no-wait",), ("--circuit-breaker", "5,50%")],
+    ids=lambda option: option[0],
+)
+def test_options_of_distributed_runs_are_refused_without_a_broker(demo_repo: Path, option: tuple[str, ...]) -> None:
+    before = refs_snapshot(demo_repo)
+    result = run_palign("run", str(demo_repo), "--onto", "main", *option)
+    assert_refused_before_writing(result.code, result.stderr, demo_repo, before)
+    assert f"{option[0]} only applies to a run on Celery workers: add --broker URL or --distributed" in result.stderr

@@ -85,9 +85,8 @@ from palign.report import check_writable, write
 @click.option(
     "--priority",
     type=click.IntRange(0, 9),
-    default=5,
-    show_default=True,
-    help="With --broker or --distributed: 0 runs before 1 ... 9.",
+    default=None,
+    help=f"With --broker or --distributed: 0 runs before 1 ... 9 (default: {service.DEFAULT_PRIORITY}).",
 )
 @click.option(
     "--circuit-breaker",
@@ -119,7 +118,7 @@ def run(
     broker: str | None,
     distributed: bool,
     no_wait: bool,
-    priority: int,
+    priority: int | None,
     circuit_breaker: str | None,
     timeout: float | None,
 ) -> None:
