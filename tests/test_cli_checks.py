@@ -83,3 +83,13 @@ def test_options_of_distributed_runs_are_refused_without_a_broker(demo_repo: Pat
     result = run_palign("run", str(demo_repo), "--onto", "main", *option)
     assert_refused_before_writing(result.code, result.stderr, demo_repo, before)
     assert f"{option[0]} only applies to a run on Celery workers: add --broker URL or --distributed" in result.stderr
+
+
+def test_no_help_shows_a_doubled_percent_sign() -> None:
+    from palign.cli.main import main  # the commands as registered, so a new one is covered too
+
+    for command in ["", *main.commands]:
+        result = run_palign(*([command] if command else []), "--help")
+        assert result.code == 0, result.stderr
+        assert "%%" not in result.stdout, f"palign {command} --help: {result.stdout}"
+    assert "PERCENT % of those finished, e.g. 5,50%;" in " ".join(run_palign("run", "--help").stdout.split())

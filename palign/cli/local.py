@@ -93,8 +93,7 @@ from palign.report import check_writable, write
     metavar="COUNT,PERCENT",
     default=None,
     help="With --broker or --distributed: stop the run once COUNT branches failed (conflict or error) and they "
-    "are at least "
-    "PERCENT %% of those finished, e.g. 5,50%%; the rest are skipped.",
+    "are at least PERCENT % of those finished, e.g. 5,50%; the rest are skipped.",
 )
 @click.option(
     "--timeout",
