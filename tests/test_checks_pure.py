@@ -1,9 +1,11 @@
-"""The pure helpers behind the first-time-user checks: where palign.toml declares a name."""
+"""The pure helpers behind the first-time-user checks: where palign.toml declares a name and
+clusters in numeric order."""
 
 from __future__ import annotations
 
 import pytest
 
+from palign.cli.output import cluster_order
 from palign.config import line_of
 
 TOML = """\
@@ -38,3 +40,8 @@ run = "make check"
 )
 def test_line_of_finds_where_a_name_is_declared(name: str, section: str | None, line: int | None) -> None:
     assert line_of(TOML, name, section) == line
+
+
+def test_clusters_sort_by_their_numbers() -> None:
+    ids = ["c10", "c2", "c1", "c11", "c9", "x", "c3b"]
+    assert sorted(ids, key=cluster_order) == ["c1", "c2", "c3b", "c9", "c10", "c11", "x"]

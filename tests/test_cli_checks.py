@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git_out, refs_snapshot, run_palign
+from tests.gitrepo import GitRepo
 
 
 def palign_refs(repo: Path) -> str:
@@ -93,3 +94,18 @@ def test_no_help_shows_a_doubled_percent_sign() -> None:
         assert result.code == 0, result.stderr
         assert "%%" not in result.stdout, f"palign {command} --help: {result.stdout}"
     assert "PERCENT % of those finished, e.g. 5,50%;" in " ".join(run_palign("run", "--help").stdout.split())
+
+
+def test_plan_lists_clusters_in_numeric_order(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("README", "readme\n")
+    repo.commit("base")
+    for n in range(12):  # each touches its own file: twelve clusters, c1 (b00) ... c12 (b11)
+        repo.new_branch(f"b{n:02d}", "main")
+        repo.write(f"f{n}.txt", f"{n}\n")
+        repo.commit(f"b{n:02d}")
+    result = run_palign("plan", str(repo.path), "--onto", "main", "--no-forecast")
+    assert result.code == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:-1]]
+    assert [row[0] for row in rows] == [f"b{n:02d}" for n in range(12)]
+    assert [row[-2] for row in rows] == [f"c{n}" for n in range(1, 13)]

@@ -4,6 +4,7 @@ conflict map, an apply's or a rollback's outcome, a distributed run's status."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ from palign.planner.model import Plan
 from palign.records import RunRecord
 from palign.report import RunReport
 from palign.transport import has_login
+
+
+def cluster_order(cluster_id: str) -> tuple[str | int, ...]:
+    """Sort key of a cluster id: its numbers as numbers (c2 before c10), the rest as text."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", cluster_id))
 
 
 def warn_about_login(repo: str) -> None:
@@ -92,7 +98,7 @@ def run_summary(report: RunReport, json_path: Path | None) -> None:
 
 def plan_table(plan: Plan) -> None:
     rows = [("branch", "target", "conf", "category", "ahead", "behind", "stacked on", "cluster", "forecast")]
-    for b in sorted(plan.branches, key=lambda b: (b.assigned_target, b.cluster_id, b.branch_name)):
+    for b in sorted(plan.branches, key=lambda b: (b.assigned_target, cluster_order(b.cluster_id), b.branch_name)):
         rows.append(
             (
                 b.branch_name,
