@@ -171,6 +171,7 @@ def _from_record(data: dict[str, Any]) -> RunReport:
 def to_markdown(report: RunReport) -> str:
     data = to_json(report)
     summary = data["overall_summary"]
+    total = summary["total_branches_processed"]
     applied = "yes" if report.applied else f"no (staged under refs/palign/staged/{report.run_id}/)"
     stops = [
         *(["**cancelled**: branches not aligned before the cancel are `cancelled`"] if report.cancelled else []),
@@ -186,7 +187,7 @@ def to_markdown(report: RunReport) -> str:
         *(f"- {stop}" for stop in stops),
         f"- repository: `{report.repository}`",
         f"- strategy: {report.strategy}; applied: {applied}",
-        f"- {summary['total_branches_processed']} branches: {summary['total_successful']} successful, "
+        f"- {total} {'branch' if total == 1 else 'branches'}: {summary['total_successful']} successful, "
         f"{summary['total_failed']} not; {summary['total_time_seconds']} s",
         "- " + ", ".join(f"{status}: {count}" for status, count in sorted(summary["status_counts"].items())),
         "",

@@ -109,3 +109,19 @@ def test_plan_lists_clusters_in_numeric_order(tmp_path: Path) -> None:
     rows = [line.split() for line in result.stdout.splitlines()[1:-1]]
     assert [row[0] for row in rows] == [f"b{n:02d}" for n in range(12)]
     assert [row[-2] for row in rows] == [f"c{n}" for n in range(1, 13)]
+
+
+def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "repo")
+    repo.write("README", "readme\n")
+    repo.commit("base")
+    repo.new_branch("only", "main")
+    repo.write("only.txt", "only\n")
+    repo.commit("only")
+    planned = run_palign("plan", str(repo.path), "--onto", "main")
+    assert planned.code == 0, planned.stderr
+    assert planned.stdout.splitlines()[-1] == "1 branch in 1 unit of work (0 stacks)"
+    ran = run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "r"))
+    assert ran.code == 0, ran.stderr
+    assert ": 1 branch in " in ran.stdout.splitlines()[0]
+    assert "- 1 branch: 1 successful, 0 not;" in (tmp_path / "r" / "report.md").read_text()

@@ -317,7 +317,7 @@ def demo(directory: Path | None, workers: int) -> None:
     """Build a sample repository (about 40 branches) and align it, with no services."""
     shown = run_demo(directory, workers=workers, settings=local_settings())
     click.echo(
-        f"sample repository: {shown.repository} ({sum(shown.kinds.values())} branches: "
+        f"sample repository: {shown.repository} ({output.plural(sum(shown.kinds.values()), 'branch')}: "
         + ", ".join(f"{v} {k}" for k, v in shown.kinds.items())
         + ")"
     )
