@@ -9,6 +9,7 @@ plan into align requests grouped in units of work (a stack per unit).
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import time
 from collections.abc import Sequence
@@ -251,7 +252,9 @@ def _resolve_target(refs: dict[str, str], name: str) -> str:
     for candidate in (name, f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"):
         if candidate.startswith("refs/") and candidate in refs and not candidate.startswith(PALIGN_NAMESPACE):
             return candidate
-    raise UnknownTarget(f"unknown target: {name!r} is not a branch or ref of the repository")
+    close = difflib.get_close_matches(name, [short_name(ref) for ref in refs if ref.startswith(BRANCH_PREFIX)], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UnknownTarget(f"unknown target: {name!r} is not a branch or ref of the repository{hint}")
 
 
 def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str]) -> list[str]:

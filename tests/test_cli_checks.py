@@ -125,3 +125,10 @@ def test_counts_of_one_are_singular(tmp_path: Path) -> None:
     assert ran.code == 0, ran.stderr
     assert ": 1 branch in " in ran.stdout.splitlines()[0]
     assert "- 1 branch: 1 successful, 0 not;" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_unknown_target_suggests_the_closest_branch(demo_repo: Path) -> None:
+    before = refs_snapshot(demo_repo)
+    result = run_palign("run", str(demo_repo), "--onto", "mian")
+    assert_refused_before_writing(result.code, result.stderr, demo_repo, before)
+    assert "unknown target: 'mian' is not a branch or ref of the repository; did you mean 'main'?" in result.stderr
