@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,26 @@ def test_unknown_target_suggests_the_closest_branch(demo_repo: Path) -> None:
     result = run_palign("run", str(demo_repo), "--onto", "mian")
     assert_refused_before_writing(result.code, result.stderr, demo_repo, before)
     assert "unknown target: 'mian' is not a branch or ref of the repository; did you mean 'main'?" in result.stderr
+
+
+def test_demo_ends_with_next_commands_that_work(tmp_path: Path) -> None:
+    demo = run_palign("demo", "--dir", str(tmp_path / "demo"), "--workers", "2")
+    assert demo.code == 0, demo.stderr
+    lines = demo.stdout.splitlines()
+    steps = lines[lines.index("try next:") + 1 :]
+    assert len(steps) == 3
+    commands = [shlex.split(step.split("  #")[0]) for step in steps]
+    assert [command[:2] for command in commands] == [["palign", "plan"], ["palign", "apply"], ["palign", "rollback"]]
+    assert all(command[2] == str(tmp_path / "demo" / "repo") for command in commands)
+    repo = tmp_path / "demo" / "repo"
+    tips = git_out(repo, "for-each-ref", "refs/heads/")
+    planned = run_palign(*commands[0][1:])
+    assert planned.code == 0, planned.stderr
+    assert "40 branches in" in planned.stdout
+    applied = run_palign(*commands[1][1:])
+    assert applied.code == 0, applied.stderr
+    assert "30 applied, 0 stale, 0 refused" in applied.stdout  # aligned and merged
+    assert git_out(repo, "for-each-ref", "refs/heads/") != tips
+    rolled = run_palign(*commands[2][1:])
+    assert rolled.code == 0, rolled.stderr
+    assert git_out(repo, "for-each-ref", "refs/heads/") == tips

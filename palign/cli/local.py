@@ -322,3 +322,4 @@ def demo(directory: Path | None, workers: int) -> None:
         + ")"
     )
     output.run_summary(shown.report, shown.report_file)
+    output.demo_next_steps(shown.repository, shown.report.run_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,20 @@ def run_summary(report: RunReport, json_path: Path | None) -> None:
         )
     if json_path is not None:
         click.echo(f"report: {json_path}")
+
+
+def demo_next_steps(repository: Path, run_id: str) -> None:
+    """What a first-time user can try next on the demo's repository (each command works as shown)."""
+    repo = shlex.quote(str(repository))
+    steps = [
+        (f"palign plan {repo} --onto main", "each branch's target, category and forecast; writes nothing"),
+        (f"palign apply {repo} {run_id}", "move the branches this run aligned"),
+        (f"palign rollback {repo} {run_id}", "and put them back"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    click.echo("try next:")
+    for command, why in steps:
+        click.echo(f"  {command.ljust(width)}  # {why}")
 
 
 def plan_table(plan: Plan) -> None:
