@@ -10,16 +10,23 @@ cluster_threshold = 0.2   # Jaccard similarity of touched paths
 [validate]                # checks run on every aligned result, in order (palign.validation)
 tests = "pytest -x -q"
 slow = { run = "make check", timeout = 300, retries = 1 }
+
+Any other section, or any other key in [plan], is refused (a typo would otherwise be
+ignored without a word), as is a [targets] rule naming a target the run does not align onto.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from palign.errors import InputError
+from palign.model import short_name
 from palign.validation.checks import Check, from_table
 
 if sys.version_info >= (3, 11):
@@ -28,6 +35,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 DEFAULT_FILE = "palign.toml"
+SECTIONS = ("targets", "dependencies", "plan", "validate")
+PLAN_KEYS = ("stale_days", "cluster_threshold")
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,22 @@ class Config:
     stale_days: int | None = 90
     cluster_threshold: float = 0.2
     checks: tuple[Check, ...] = ()
+    source: str = DEFAULT_FILE  # the file, as error messages name it
+    rule_lines: dict[str, int | None] = field(default_factory=dict)  # [targets] glob -> its line
+
+    def check_rule_targets(self, targets: Sequence[str]) -> None:
+        """Every [targets] rule must name one of the run's targets (by ref or short name):
+        a rule aimed elsewhere is a typo or a forgotten --onto, and would silently do nothing."""
+        names = [short_name(target) for target in targets]
+        for glob, wanted in self.rules:
+            if wanted in targets or wanted in names:
+                continue
+            where = _where(self.source, self.rule_lines.get(glob))
+            close = difflib.get_close_matches(wanted, names, n=1)
+            raise InputError(
+                f"{where}: [targets] rule {glob!r} = {wanted!r}: {wanted!r} is not a target of this run "
+                f"(--onto: {', '.join(names)})" + (f"; did you mean {close[0]!r}?" if close else "")
+            )
 
 
 def load(path: Path | None) -> Config:
@@ -47,12 +72,71 @@ def load(path: Path | None) -> Config:
             return Config()
         path = default
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise InputError(f"config file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: {error}") from None
-    return _parse(path, data)
+    _refuse_unknown_names(path, text, data)
+    config = _parse(path, data)
+    rule_lines = {glob: line_of(text, glob, section="targets") for glob, _ in config.rules}
+    return replace(config, source=str(path), rule_lines=rule_lines)
+
+
+def _refuse_unknown_names(path: Path, text: str, data: dict[str, Any]) -> None:
+    """A misspelled section or [plan] key would otherwise be ignored without a word."""
+    for name, value in data.items():
+        if name not in SECTIONS:
+            what = f"section [{name}]" if isinstance(value, dict) else f"key {name!r} outside any section"
+            hint = "; it belongs under [plan]" if name in PLAN_KEYS else _suggestion(name, SECTIONS, shown="[{}]")
+            raise InputError(f"{_where(path, line_of(text, name))}: unknown {what}{hint}")
+    plan = data.get("plan")
+    for name in plan if isinstance(plan, dict) else ():
+        if name not in PLAN_KEYS:
+            where = _where(path, line_of(text, name, section="plan"))
+            hint = _suggestion(name, PLAN_KEYS, shown="'{}'")
+            raise InputError(f"{where}: unknown key {name!r} in [plan]{hint}")
+
+
+def _where(path: Path | str, line: int | None) -> str:
+    return f"{path} line {line}" if line is not None else str(path)
+
+
+def _suggestion(name: str, known: Sequence[str], shown: str = "{}") -> str:
+    """A "did you mean X?" hint when a known name is close, else the known names."""
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"; did you mean {shown.format(close[0])}?"
+    return f" (known: {', '.join(shown.format(k) for k in known)})"
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]*?)\s*\]")
+
+
+def line_of(text: str, name: str, section: str | None = None) -> int | None:
+    """The line (from 1) that declares `name` in `section` (None: the top level).
+
+    tomllib gives no positions, so this scans the text: a section is found by its header
+    (`[name]`, `[name.sub]`, `[[name]]`) or a top-level dotted key (`name.key = ...`); a key
+    by `name = ...` (bare or quoted) after its section's header, or a `[section.name]`
+    header. Good enough to point at a typo; None when the scan does not find it.
+    """
+    quoted = rf"(?:{re.escape(name)}|\"{re.escape(name)}\"|'{re.escape(name)}')"
+    key = re.compile(rf"^\s*{quoted}\s*[=.]")
+    current = ""  # the section of the line being read ("" before any header)
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header is None:
+            if current == (section or "") and key.match(line):
+                return number
+            continue
+        current = re.sub(r"[\s\"']", "", header.group(1))
+        wanted = name if section is None else f"{section}.{name}"
+        if current == wanted or (section is None and current.startswith(f"{name}.")):
+            return number
+        current = current.split(".")[0]
+    return None
 
 
 def _parse(path: Path, data: dict[str, Any]) -> Config:

@@ -9,6 +9,7 @@ plan into align requests grouped in units of work (a stack per unit).
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import time
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from palign.settings import Settings
 from palign.transport import Mirror, mirror_of
 from palign.validation.checks import Check, from_commands
 
+DEFAULT_PRIORITY = 5  # of a run on Celery workers: 0 runs first, 9 last
 # Below this many branches the planner's facts are gathered in this process.
 _PARALLEL_FACTS_FROM = 200
 
@@ -65,7 +67,7 @@ class RunOptions:
     # Distributed mode: a Redis URL hands the plan to Celery workers instead of the local pool.
     broker: str | None = None
     distributed: bool = False  # on Celery workers through the broker of the environment (PALIGN_BROKER_URL[_FILE])
-    priority: int = 5  # 0 runs first, 9 last (Redis priority lists)
+    priority: int | None = None  # 0 runs first, 9 last (Redis priority lists); None: DEFAULT_PRIORITY
     circuit_breaker: str | None = None  # "COUNT,PERCENT": stop once failures pass both
     wait: bool = True  # wait for a distributed run's report
     timeout: float | None = None  # ... at most this long
@@ -74,10 +76,15 @@ class RunOptions:
         """The options that cannot go together, or out of range: one line each."""
         if self.workers < 1:
             raise InputError(f"--workers must be at least 1 (got {self.workers})")
-        if not 0 <= self.priority <= 9:
+        if self.priority is not None and not 0 <= self.priority <= 9:
             raise InputError(f"--priority must be 0-9 (got {self.priority})")
-        if not self.on_workers and (not self.wait or self.circuit_breaker or self.timeout):
-            raise InputError("--no-wait, --circuit-breaker and --timeout need --broker or --distributed")
+        if not self.on_workers and self.workers_only_options:
+            given = self.workers_only_options
+            named = " and ".join([", ".join(given[:-1]), given[-1]] if len(given) > 1 else given)
+            raise InputError(
+                f"{named} only {'apply' if len(given) > 1 else 'applies'} to a run on Celery workers: "
+                "add --broker URL or --distributed"
+            )
         if self.on_workers and self.validate:
             raise InputError(
                 "with --broker, checks are named, never sent: define them in palign.toml [validate] "
@@ -90,6 +97,21 @@ class RunOptions:
     def on_workers(self) -> bool:
         """A distributed run: on Celery workers, not the local pool."""
         return self.distributed or self.broker is not None
+
+    @property
+    def workers_only_options(self) -> list[str]:
+        """The options given that only a run on Celery workers uses."""
+        given = {
+            "--no-wait": not self.wait,
+            "--priority": self.priority is not None,
+            "--circuit-breaker": self.circuit_breaker is not None,
+            "--timeout": self.timeout is not None,
+        }
+        return [option for option, is_given in given.items() if is_given]
+
+    @property
+    def queue_priority(self) -> int:
+        return DEFAULT_PRIORITY if self.priority is None else self.priority
 
     @property
     def breaker(self) -> CircuitBreaker | None:
@@ -144,6 +166,7 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
     for name in options.targets:
         ref = _resolve_target(refs, name)
         targets[ref] = resolve_commit(repo, name, refs[ref])
+    config.check_rule_targets(list(targets))
     if entries and not options.branch_globs:
         branches = [_planned_ref(entry.branch_name, entry.line, refs) for entry in entries]
     else:
@@ -229,7 +252,9 @@ def _resolve_target(refs: dict[str, str], name: str) -> str:
     for candidate in (name, f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"):
         if candidate.startswith("refs/") and candidate in refs and not candidate.startswith(PALIGN_NAMESPACE):
             return candidate
-    raise UnknownTarget(f"unknown target: {name!r} is not a branch or ref of the repository")
+    close = difflib.get_close_matches(name, [short_name(ref) for ref in refs if ref.startswith(BRANCH_PREFIX)], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UnknownTarget(f"unknown target: {name!r} is not a branch or ref of the repository{hint}")
 
 
 def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str]) -> list[str]:

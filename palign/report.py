@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -170,6 +171,7 @@ def _from_record(data: dict[str, Any]) -> RunReport:
 def to_markdown(report: RunReport) -> str:
     data = to_json(report)
     summary = data["overall_summary"]
+    total = summary["total_branches_processed"]
     applied = "yes" if report.applied else f"no (staged under refs/palign/staged/{report.run_id}/)"
     stops = [
         *(["**cancelled**: branches not aligned before the cancel are `cancelled`"] if report.cancelled else []),
@@ -185,7 +187,7 @@ def to_markdown(report: RunReport) -> str:
         *(f"- {stop}" for stop in stops),
         f"- repository: `{report.repository}`",
         f"- strategy: {report.strategy}; applied: {applied}",
-        f"- {summary['total_branches_processed']} branches: {summary['total_successful']} successful, "
+        f"- {total} {'branch' if total == 1 else 'branches'}: {summary['total_successful']} successful, "
         f"{summary['total_failed']} not; {summary['total_time_seconds']} s",
         "- " + ", ".join(f"{status}: {count}" for status, count in sorted(summary["status_counts"].items())),
         "",
@@ -218,10 +220,31 @@ def to_markdown(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+REPORT_FILES = ("report.json", "report.md")
+
+
 def check_writable(directory: Path) -> None:
-    """Refuse a report folder that exists but cannot be written, before the run starts."""
-    if directory.exists() and not os.access(directory, os.W_OK):
-        raise InputError(f"report folder is not writable: {directory}")
+    """Refuse a report folder that cannot be created or written, before the run writes
+    anything to REPO. It is tried for real (a file or folder made and removed at once):
+    os.access says yes to root even where nothing can be made (/proc, read-only mounts)."""
+    existing = directory
+    while not existing.exists():  # the nearest existing folder: `write` creates the rest in it
+        existing = existing.parent
+    verb = "is not writable" if existing == directory else "cannot be created"
+    if not existing.is_dir():
+        raise InputError(f"report folder {verb}: {directory} ({existing} is not a folder)")
+    try:
+        if existing == directory:
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+            for name in REPORT_FILES:
+                if (directory / name).exists():
+                    with (directory / name).open("ab"):  # opened, not changed
+                        pass
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".palign-probe-", dir=existing))
+    except OSError as error:
+        raise InputError(f"report folder {verb}: {directory} ({error.strerror or error})") from None
 
 
 def _cell(text: str) -> str:

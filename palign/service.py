@@ -27,7 +27,7 @@ from palign.executor.local import run_local
 from palign.executor.unit import adopt_changes
 from palign.folders import remove_orphans
 from palign.model import ApplyOutcome, BranchResult, Progress, PruneOutcome, RollbackOutcome
-from palign.prepare import Prepared, RunOptions, prepare, run_identity
+from palign.prepare import DEFAULT_PRIORITY, Prepared, RunOptions, prepare, run_identity
 from palign.records import RunRecord, RunSpec, RunState
 from palign.report import RunReport, now
 from palign.settings import Settings
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from palign.distributed.client import DistributedRuns, WorkerOptions
 
 __all__ = [
+    "DEFAULT_PRIORITY",
     "ConflictMap",
     "Prepared",
     "RunOptions",
@@ -193,7 +194,7 @@ def submit(
         strategy=options.strategy,
         targets=dict(prepared.targets),
         apply=options.apply,
-        priority=options.priority,
+        priority=options.queue_priority,
         created_at=time.time(),
         spec=spec,
         breaker=options.breaker,

@@ -146,7 +146,7 @@ def test_conflicts_counts_branches_with_no_common_history_apart(tmp_path: Path) 
     assert found["pairs_checked"] == 1 and found["pairs_unrelated"] == 1
     assert found["conflicts"] == [] and found["groups"] == []
     shown = run_palign("conflicts", str(repo.path), "--onto", "main")
-    assert "1 pairs have no history in common" in shown.stdout, shown.stdout + shown.stderr
+    assert "1 pair has no history in common" in shown.stdout, shown.stdout + shown.stderr
 
 
 def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path) -> None:

@@ -112,7 +112,9 @@ def resume(run_id: str, broker: str | None) -> None:
     `palign run --broker` does this by itself after a while without progress. A branch
     whose task was only late is not aligned twice."""
     resent = service.resume(run_id, broker_settings(broker))
-    click.echo(f"run {run_id}: {resent} branches sent again" if resent else f"run {run_id}: nothing to resend")
+    click.echo(
+        f"run {run_id}: {output.plural(resent, 'branch')} sent again" if resent else f"run {run_id}: nothing to resend"
+    )
 
 
 @click.command(context_settings=CONTEXT)

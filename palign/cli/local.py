@@ -85,17 +85,15 @@ from palign.report import check_writable, write
 @click.option(
     "--priority",
     type=click.IntRange(0, 9),
-    default=5,
-    show_default=True,
-    help="With --broker or --distributed: 0 runs before 1 ... 9.",
+    default=None,
+    help=f"With --broker or --distributed: 0 runs before 1 ... 9 (default: {service.DEFAULT_PRIORITY}).",
 )
 @click.option(
     "--circuit-breaker",
     metavar="COUNT,PERCENT",
     default=None,
     help="With --broker or --distributed: stop the run once COUNT branches failed (conflict or error) and they "
-    "are at least "
-    "PERCENT %% of those finished, e.g. 5,50%%; the rest are skipped.",
+    "are at least PERCENT % of those finished, e.g. 5,50%; the rest are skipped.",
 )
 @click.option(
     "--timeout",
@@ -119,7 +117,7 @@ def run(
     broker: str | None,
     distributed: bool,
     no_wait: bool,
-    priority: int,
+    priority: int | None,
     circuit_breaker: str | None,
     timeout: float | None,
 ) -> None:
@@ -319,8 +317,9 @@ def demo(directory: Path | None, workers: int) -> None:
     """Build a sample repository (about 40 branches) and align it, with no services."""
     shown = run_demo(directory, workers=workers, settings=local_settings())
     click.echo(
-        f"sample repository: {shown.repository} ({sum(shown.kinds.values())} branches: "
+        f"sample repository: {shown.repository} ({output.plural(sum(shown.kinds.values()), 'branch')}: "
         + ", ".join(f"{v} {k}" for k, v in shown.kinds.items())
         + ")"
     )
     output.run_summary(shown.report, shown.report_file)
+    output.demo_next_steps(shown.repository, shown.report.run_id)

@@ -4,6 +4,8 @@ conflict map, an apply's or a rollback's outcome, a distributed run's status."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,18 @@ from palign.planner.model import Plan
 from palign.records import RunRecord
 from palign.report import RunReport
 from palign.transport import has_login
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 branch`, `2 branches`: a count with its noun agreeing."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {many or (noun + 'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else noun + 's')}"
+
+
+def cluster_order(cluster_id: str) -> tuple[str | int, ...]:
+    """Sort key of a cluster id: its numbers as numbers (c2 before c10), the rest as text."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", cluster_id))
 
 
 def warn_about_login(repo: str) -> None:
@@ -70,7 +84,8 @@ def run_summary(report: RunReport, json_path: Path | None) -> None:
     counts = report.counts()
     parts = [f"{counts[s.value]} {s.value}" for s in Status if counts.get(s.value)]
     click.echo(
-        f"run {report.run_id}: {len(report.results)} branches in {report.total_time_seconds:.2f} s: " + ", ".join(parts)
+        f"run {report.run_id}: {plural(len(report.results), 'branch')} in {report.total_time_seconds:.2f} s: "
+        + ", ".join(parts)
     )
     for result in report.failed:
         detail = result.error_message or ", ".join(sorted({c.path for c in result.conflicts}))
@@ -90,9 +105,23 @@ def run_summary(report: RunReport, json_path: Path | None) -> None:
         click.echo(f"report: {json_path}")
 
 
+def demo_next_steps(repository: Path, run_id: str) -> None:
+    """What a first-time user can try next on the demo's repository (each command works as shown)."""
+    repo = shlex.quote(str(repository))
+    steps = [
+        (f"palign plan {repo} --onto main", "each branch's target, category and forecast; writes nothing"),
+        (f"palign apply {repo} {run_id}", "move the branches this run aligned"),
+        (f"palign rollback {repo} {run_id}", "and put them back"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    click.echo("try next:")
+    for command, why in steps:
+        click.echo(f"  {command.ljust(width)}  # {why}")
+
+
 def plan_table(plan: Plan) -> None:
     rows = [("branch", "target", "conf", "category", "ahead", "behind", "stacked on", "cluster", "forecast")]
-    for b in sorted(plan.branches, key=lambda b: (b.assigned_target, b.cluster_id, b.branch_name)):
+    for b in sorted(plan.branches, key=lambda b: (b.assigned_target, cluster_order(b.cluster_id), b.branch_name)):
         rows.append(
             (
                 b.branch_name,
@@ -110,16 +139,23 @@ def plan_table(plan: Plan) -> None:
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     stacks = sum(1 for unit in plan.units if len(unit.levels) > 1)
-    click.echo(f"{len(plan.branches)} branches in {len(plan.units)} units of work ({stacks} stacks)")
+    click.echo(
+        f"{plural(len(plan.branches), 'branch')} in {plural(len(plan.units), 'unit')} of work "
+        f"({plural(stacks, 'stack')})"
+    )
 
 
 def conflict_map(found: ConflictMap) -> None:
     click.echo(
-        f"{len(found.branches)} branches onto {found.target}: {found.checked} pairs share files, "
-        f"{len(found.pairs)} conflict"
+        f"{plural(len(found.branches), 'branch')} onto {found.target}: "
+        f"{plural(found.checked, 'pair')} {'shares' if found.checked == 1 else 'share'} files, "
+        f"{len(found.pairs)} {'conflicts' if len(found.pairs) == 1 else 'conflict'}"
     )
     if found.unrelated:
-        click.echo(f"{found.unrelated} pairs have no history in common: git does not merge those")
+        click.echo(
+            f"{plural(found.unrelated, 'pair')} {'has' if found.unrelated == 1 else 'have'} no history in common: "
+            "git does not merge those"
+        )
     for number, group in enumerate(found.groups, 1):
         click.echo(f"group {number}: {', '.join(group)}")
     for pair in found.pairs:
@@ -155,9 +191,10 @@ def prune_outcome(outcome: PruneOutcome, *, dry_run: bool) -> None:
     for name in outcome.foreign:
         click.echo(f"left alone refs/palign/*/{name}/ (not a palign run id)")
     click.echo(
-        f"{verb} {len(outcome.removed) + len(outcome.trimmed)} runs ({outcome.refs_deleted} refs), "
-        f"kept {len(outcome.kept)} recent runs; cache: {verb} {outcome.mirrors_removed} mirrors, "
-        f"{outcome.scratch_removed} scratch folders, {outcome.checks_removed} check results"
+        f"{verb} {plural(len(outcome.removed) + len(outcome.trimmed), 'run')} "
+        f"({plural(outcome.refs_deleted, 'ref')}), kept {plural(len(outcome.kept), 'recent run')}; "
+        f"cache: {verb} {plural(outcome.mirrors_removed, 'mirror')}, "
+        f"{plural(outcome.scratch_removed, 'scratch folder')}, {plural(outcome.checks_removed, 'check result')}"
     )
 
 
@@ -165,7 +202,8 @@ def run_status(record: RunRecord, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record.status_json(), indent=2, sort_keys=True))
         return
-    click.echo(f"run {record.run_id}: {record.shown_state}; {record.done}/{record.total} branches done")
+    noun = "branch" if record.total == 1 else "branches"
+    click.echo(f"run {record.run_id}: {record.shown_state}; {record.done}/{record.total} {noun} done")
     click.echo(f"  repository: {record.repository}; strategy: {record.strategy.value}")
     if record.failures:
         click.echo(f"  failures: {record.failures}")
