@@ -145,11 +145,13 @@ def palign_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "palign"]
 
 
-def run_palign(corpus_path: Path, onto: str, pattern: str, strategy: str, workers: int,
+def run_palign(corpus_path: Path, onto: str | list[str], pattern: str, strategy: str, workers: int,
                report_dir: Path, env: dict[str, str], command: list[str] | None = None,
                cwd: Path | None = None) -> PalignRun:  # fmt: skip
-    cmd = [*(command or palign_command()), "run", str(corpus_path), "--onto", onto, "--branch", pattern,
-           "--strategy", strategy, "--workers", str(workers), "--report-dir", str(report_dir)]  # fmt: skip
+    targets = [onto] if isinstance(onto, str) else onto
+    cmd = [*(command or palign_command()), "run", str(corpus_path), *(a for t in targets for a in ("--onto", t)),
+           "--branch", pattern, "--strategy", strategy, "--workers", str(workers),
+           "--report-dir", str(report_dir)]  # fmt: skip
     peaks: dict[int, tuple[str, int]] = {}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
