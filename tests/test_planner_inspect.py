@@ -137,10 +137,11 @@ def test_plan_from_a_real_repository(scenario: tuple[GitRepo, dict[str, BranchFa
         "old": (MAIN, 0.5, Category.BEHIND, None),  # same fork point for both targets: a tie
         "done": (MAIN, 0.5, Category.MERGED, None),
         "picked": (MAIN, 0.5, Category.MERGED, None),
-        "fix/rel": (REL, 0.7, Category.DIVERGED, None),  # 3 behind the release, 5 behind main
-        "landed": (MAIN, 0.625, Category.MERGED, None),
-        "after-landed": (MAIN, 0.625, Category.DIVERGED, None),  # its parent already landed in main
-        "feature/new": (MAIN, 0.875, Category.DIVERGED, None),
+        # Confidence from the margin in own commits (TARGET..BRANCH) to the runner-up.
+        "fix/rel": (REL, 0.75, Category.DIVERGED, None),  # carries the release's commits against main
+        "landed": (MAIN, 1.0, Category.MERGED, None),  # nothing of its own left against main
+        "after-landed": (MAIN, 0.833, Category.DIVERGED, None),  # its parent already landed in main
+        "feature/new": (MAIN, 0.9, Category.DIVERGED, None),
         "uptodate": (MAIN, 1.0, Category.UP_TO_DATE, None),
         "lonely": (MAIN, 0.0, Category.ORPHAN, None),
     }

@@ -57,11 +57,17 @@ def test_single_candidate_target_is_certain() -> None:
     assert assign_targets([branch], [MAIN, REL])["a"] == Assignment(MAIN, 1.0, "inferred")
 
 
-def test_fewest_behind_wins_with_margin_confidence() -> None:
-    branch = bf("a", {MAIN: tf(behind=20, base="m"), REL: tf(behind=5, base="r")})
-    assert assign_targets([branch], [MAIN, REL])["a"] == Assignment(REL, 0.875, "inferred")
-    not_behind = bf("b", {MAIN: tf(behind=0, base="m"), REL: tf(behind=9, base="r")})
-    assert assign_targets([not_behind], [MAIN, REL])["b"].confidence == 1.0
+def test_fewest_own_commits_win_with_margin_confidence() -> None:
+    # Cut from the release branch: against main it also carries the release's own commits.
+    backport = bf("a", {MAIN: tf(ahead=8, behind=2, base="m"), REL: tf(ahead=2, behind=30, base="r")})
+    assert assign_targets([backport], [MAIN, REL])["a"] == Assignment(REL, 0.875, "inferred")
+    # Forked from main before the release branch was cut: as many own commits against
+    # both, however much fewer of the release's commits it misses. A real tie.
+    old_fork = bf("b", {MAIN: tf(ahead=3, behind=40, base="m"), REL: tf(ahead=3, behind=2, base="r")})
+    assert assign_targets([old_fork], [MAIN, REL])["b"] == Assignment(MAIN, 0.5, "inferred")
+    # Forked from main after the cut: it carries main's newer commits against the release.
+    recent = bf("c", {MAIN: tf(ahead=2, behind=9, base="m"), REL: tf(ahead=12, behind=1, base="r")})
+    assert assign_targets([recent], [MAIN, REL])["c"] == Assignment(MAIN, 0.917, "inferred")
 
 
 @pytest.mark.parametrize("order", [[MAIN, REL], [REL, MAIN]])
@@ -83,8 +89,8 @@ def test_rules_win_first_match_and_skip_targets_of_other_runs() -> None:
     main, rel = "refs/heads/main", "refs/heads/release/1.x"  # rules may name targets by short name
     branches = [
         bf("hotfix/x", {main: tf(behind=1, base="m"), rel: tf(behind=50, base="r")}),
-        bf("feature/y", {main: tf(behind=9, base="m"), rel: tf(behind=2, base="r")}),
-        bf("docs/z", {main: tf(behind=8, base="m"), rel: tf(behind=2, base="r")}),
+        bf("feature/y", {main: tf(ahead=9, behind=9, base="m"), rel: tf(ahead=2, behind=2, base="r")}),
+        bf("docs/z", {main: tf(ahead=8, behind=8, base="m"), rel: tf(ahead=2, behind=2, base="r")}),
     ]
     rules = [("hotfix/*", "release/1.x"), ("hotfix/*", "main"), ("feature/*", "main"), ("docs/*", "scientific")]
     assigned = assign_targets(branches, [main, rel], rules)
@@ -100,7 +106,7 @@ def test_pinned_targets_beat_rules() -> None:
 
 
 def test_children_follow_their_root() -> None:
-    root = bf("root", {MAIN: tf(behind=10, base="m"), REL: tf(behind=1, base="r")})
+    root = bf("root", {MAIN: tf(ahead=20, behind=10, base="m"), REL: tf(ahead=2, behind=1, base="r")})
     child = bf("child", {MAIN: tf(behind=1, base="m2"), REL: tf(behind=1, base="r")}, contains=["root"])
     grandchild = bf(
         "grandchild", {MAIN: tf(behind=0, base="m3"), REL: tf(behind=9, base="r")}, contains=["root", "child"]
@@ -249,8 +255,12 @@ def test_no_batching_and_lone_small_branches() -> None:
 
 def test_make_plan_ties_it_together() -> None:
     facts = [
-        bf("a", {MAIN: tf(ahead=2, behind=3, paths=["x", "y"]), REL: tf(behind=9, base="r")}),
-        bf("b", {MAIN: tf(ahead=5, behind=3, paths=["x", "y", "z"]), REL: tf(behind=9, base="r")}, contains=["a"]),
+        bf("a", {MAIN: tf(ahead=2, behind=3, paths=["x", "y"]), REL: tf(ahead=6, behind=9, base="r")}),
+        bf(
+            "b",
+            {MAIN: tf(ahead=5, behind=3, paths=["x", "y", "z"]), REL: tf(ahead=9, behind=9, base="r")},
+            contains=["a"],
+        ),
         bf("old", {MAIN: tf(ahead=0, behind=3, in_target=True, first_parent=True)}),
         bf("gone", {MAIN: tf(ahead=4, behind=3, paths=["q"])}, age_days=100),
         bf("lonely", {MAIN: tf(common=False), REL: tf(common=False)}),

@@ -41,36 +41,27 @@ def _rule_target(name: str, rules: Rules, targets: Sequence[str]) -> str | None:
 
 
 def _inferred(facts: BranchFacts, targets: Sequence[str]) -> Assignment:
-    """The target the branch forked from most recently: fewest target commits missing.
+    """The target against which the branch's own change is smallest: fewest commits of
+    its own (`TARGET..BRANCH`, what a pull request page lists as its commits).
 
-    Targets whose merge base is the best one's count as tied: the branch forked from
-    that one commit, and one target merely moved on further since. Ties go to the first
-    target given, with confidence 0.5; otherwise confidence grows with the margin to the
-    runner-up (1.0 when the best target is not behind at all).
+    How far a target has moved on since says nothing of where a branch came from: a
+    branch forked from main long ago misses fewer commits of a release branch cut later,
+    yet carries no more of its own against main. Ties (the branch forked before the
+    targets parted) go to the first target given, with confidence 0.5: really tied.
+    Otherwise confidence grows with the margin to the runner-up, and is 1.0 for a branch
+    built on the best target's tip (not behind it at all).
     """
-    candidates = [
-        (facts.on(t).behind, facts.on(t).ahead, i, t) for i, t in enumerate(targets) if facts.on(t).has_common_history
-    ]
+    candidates = sorted((facts.on(t).ahead, i, t) for i, t in enumerate(targets) if facts.on(t).has_common_history)
     if not candidates:
         return Assignment(targets[0], 0.0, "orphan")
     if len(candidates) == 1:
-        return Assignment(candidates[0][3], 1.0, "inferred")
-    # Equally far behind two targets: the branch forked from the one it has fewer own
-    # commits against (a branch cut from release/1.x carries release commits vs main).
-    candidates.sort()
-    best_behind, best_ahead, _, best = candidates[0]
-    base = facts.on(best).merge_base
-    tied = [
-        c
-        for c in candidates
-        if (c[0], c[1]) == (best_behind, best_ahead) or (base is not None and facts.on(c[3]).merge_base == base)
-    ]
-    if len(tied) > 1:
-        return Assignment(min(tied, key=lambda c: c[2])[3], 0.5, "inferred")
-    runner_behind, runner_ahead = candidates[1][0], candidates[1][1]
-    if runner_behind == best_behind:
-        return Assignment(best, round(0.5 + 0.5 * (runner_ahead - best_ahead) / runner_ahead, 3), "inferred")
-    return Assignment(best, round(0.5 + 0.5 * (runner_behind - best_behind) / runner_behind, 3), "inferred")
+        return Assignment(candidates[0][2], 1.0, "inferred")
+    (best_ahead, _, best), (runner_ahead, _, _) = candidates[0], candidates[1]
+    if runner_ahead == best_ahead:
+        return Assignment(best, 0.5, "inferred")
+    if facts.on(best).behind == 0:
+        return Assignment(best, 1.0, "inferred")
+    return Assignment(best, round(0.5 + 0.5 * (runner_ahead - best_ahead) / runner_ahead, 3), "inferred")
 
 
 def follow_roots(assignments: Mapping[str, Assignment], parents: Mapping[str, str | None]) -> dict[str, Assignment]:
