@@ -2,12 +2,14 @@
 through their own cuttable proxy, and the faults a fleet meets (a machine killed, a pool
 process OOM-killed, a VM frozen, a network partition, Redis restarted). Each fault
 measures what it cost: the seconds from the fault until the work the victim held is
-going on again elsewhere (another worker holds its lease) or is done (the level it was
-working on has its results, whoever recorded them). Waiting in the queue after that is the
-run's ordinary pace, not the fault's."""
+going on again elsewhere (another worker holds its lease), is done (the level it was
+working on has its results, whoever recorded them), or the victim itself is back (woken,
+or reconnected) where nobody took its work over meanwhile. Waiting in the queue after that
+is the run's ordinary pace, not the fault's."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -39,6 +41,7 @@ class Fault:
     started: float  # time.monotonic()
     held: int = 0  # units of the run the victim was working on
     cost: float | None = None  # seconds until that work went on again (None: not yet)
+    back: bool = False  # a frozen or cut-off victim is running again
 
     def line(self, run_started: float) -> str:
         cost = "-" if self.cost is None else f"{self.cost:5.1f} s"
@@ -107,15 +110,30 @@ class Fleet:
         """Each unfinished unit's first level without results."""
         return _quietly(lambda: unfinished(self.store(), run_id).first_missing, None)
 
+    def _steps_done(self, run_id: str, unit: int, level: int) -> int | None:
+        """How many of a level's tasks (its align, then its checks) have succeeded, as
+        Celery's result backend says: with checks, a level's results are recorded only by
+        its `palign.validate` task, which may wait long in its queue after the align."""
+        client = self.redis.client()
+
+        def read() -> int:
+            found = client.mget([f"celery-task-meta-{run_id}.{unit}.{level}{step}" for step in ("", ".v")])
+            return sum(1 for meta in found if meta and json.loads(meta).get("status") == "SUCCESS")
+
+        return _quietly(read, None)
+
     def _measure(self, fault: Fault, run_id: str, units: dict[int, int], pids: set[int]) -> None:
-        """The fault's cost: until every unit the victim held has moved past the level it was
-        at (or ended), or is held by another worker."""
+        """The fault's cost: until every unit the victim held has moved on (a task of the
+        level it was at has succeeded since, or the unit passed that level or ended), or is
+        held by another worker."""
         fault.held = len(units)
+        steps = {u: self._steps_done(run_id, u, level) for u, level in units.items()}
         while True:
             levels = self._levels(run_id)
             holders = _quietly(lambda: self.store().lease_holders(run_id), None)
             if levels is not None and holders is not None:
-                if all(_recovered(u, units[u], levels, holders, pids) for u in units):
+                stepped = {u for u in units if (self._steps_done(run_id, u, units[u]) or 0) > (steps[u] or 0)}
+                if fault.back or all(u in stepped or _recovered(u, units[u], levels, holders, pids) for u in units):
                     fault.cost = time.monotonic() - fault.started
                     return
             if time.monotonic() - fault.started > 600:
@@ -168,7 +186,7 @@ class Fleet:
 
     def freeze(self, run_id: str, victim: str, seconds: float = VISIBILITY_TIMEOUT + 15) -> None:
         """SIGSTOP a worker past the limit (a VM paused, a laptop asleep), then SIGCONT it."""
-        self._worker_fault("freeze", run_id, victim)
+        fault, _, _ = self._worker_fault("freeze", run_id, victim)
         self.workers[victim].signal(signal.SIGSTOP)
         self._stopped.add(victim)
 
@@ -176,17 +194,19 @@ class Fleet:
             time.sleep(seconds)
             self.workers[victim].signal(signal.SIGCONT)
             self._stopped.discard(victim)
+            fault.back = True
 
         self._background(wake)
 
     def cut(self, run_id: str, victim: str, seconds: float = VISIBILITY_TIMEOUT + 15) -> None:
         """Take a worker's connections to Redis away for a while (a network partition)."""
-        self._worker_fault("cut from Redis", run_id, victim)
+        fault, _, _ = self._worker_fault("cut from Redis", run_id, victim)
         self.proxies[victim].cut()
 
         def heal() -> None:
             time.sleep(seconds)
             self.proxies[victim].restore()
+            fault.back = True
 
         self._background(heal)
 
