@@ -20,7 +20,7 @@ from typing import Any
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
-from palign.distributed.finish import finish_run, unfinished
+from palign.distributed.finish import Unfinished, finish_run, unfinished
 from palign.distributed.store import RunStore
 from palign.distributed.tasks import ALIGN, CHUNK_DONE, CHUNK_FAILED, VALIDATE
 from palign.errors import RunTimeout
@@ -134,16 +134,19 @@ def enqueue(
     return sum(len(job) for job in jobs)
 
 
-def resubmit_missing(app: Celery, store: RunStore, run_id: str, *, skip_at_work: bool = False) -> int:
+def resubmit_missing(
+    app: Celery, store: RunStore, run_id: str, *, skip_at_work: bool = False, left: Unfinished | None = None
+) -> int:
     """Send again the work of every branch that has no result yet: Redis can lose a task
     (a worker killed between taking it and noting it as taken, kombu #7950). A task that
     was only late finds its branches done when it runs, or waits for the delivery at work
-    on them. With `skip_at_work`, units a live delivery works on are left to it.
+    on them. With `skip_at_work`, units a live delivery works on are left to it. `left`:
+    what the caller has just read of the run's unfinished work (else it is read here).
     Returns the branches resent."""
     record = store.record(run_id)
     if record.state.final:
         return 0
-    left = unfinished(store, run_id)
+    left = left or unfinished(store, run_id)
     resent = 0
     attempt = int(time.time())
     for number, levels in sorted(left.units.items()):
@@ -211,6 +214,6 @@ def _unstall(app: Celery, store: RunStore, run_id: str, stalled_for: float, sett
     if not store.live_workers():
         log.warning("run %s: no live worker has served it for %.0f s; its tasks wait in Redis", run_id, stalled_for)
         return
-    resent = resubmit_missing(app, store, run_id, skip_at_work=True)
+    resent = resubmit_missing(app, store, run_id, skip_at_work=True, left=left)
     if resent:
         log.warning("run %s: no progress for %.0f s; sent %d branches again", run_id, stalled_for, resent)
