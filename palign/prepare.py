@@ -175,11 +175,11 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
     branches = [ref for ref in branches if _utf8(ref)]
     if not branches:
         raise NoBranchMatched("no selected branch has a UTF-8 name: palign leaves such branches alone")
-    diffing = _diff_in_background(repo, targets, [refs[r] for r in branches]) if diff_ahead else None
     names = {short_name(ref): ref for ref in targets}
     facts = _gather_facts(
         mirror.path, {ref: refs[ref] for ref in branches}, {n: targets[r] for n, r in names.items()}, options.workers
     )
+    diffing = _diff_in_background(repo, {n: targets[r] for n, r in names.items()}, facts) if diff_ahead else None
     plan = make_plan(
         facts,
         list(names),
@@ -297,8 +297,14 @@ def _gather_facts(
     return sorted(facts, key=lambda fact: order[fact.refname])
 
 
-def _diff_in_background(repo: Repository, targets: dict[str, Sha], tips: list[str]) -> PendingDiff:
+def _diff_in_background(repo: Repository, targets: dict[str, Sha], facts: Sequence[BranchFacts]) -> PendingDiff:
     """Start diffing every commit a run may look at (one git process running beside the
-    planner; its result is read before any worker process forks for the alignment)."""
-    commits = [commit for target_sha in targets.values() for commit in commits_of_run(repo, target_sha, tips)]
+    planner; its result is read before any worker process forks for the alignment).
+    `targets` are keyed by short name, as the facts are."""
+    tips = [fact.sha for fact in facts]
+    commits: list[str] = []
+    for name, target_sha in targets.items():
+        forks = [(seen.behind, seen.merge_base) for fact in facts if (seen := fact.on(name)).merge_base]
+        if forks:
+            commits += commits_of_run(repo, target_sha, tips, oldest_fork=max(forks)[1])
     return PendingDiff(repo.path, commits)

@@ -96,15 +96,21 @@ def _parse_raw(output: bytes, commits: list[str]) -> dict[str, CommitChanges]:
 PRELOAD_LIMIT = 50_000
 
 
-def commits_of_run(repo: pygit2.Repository, target_sha: str, branches: Iterable[str]) -> list[str]:
+def commits_of_run(
+    repo: pygit2.Repository, target_sha: str, branches: Iterable[str], *, oldest_fork: str | None = None
+) -> list[str]:
     """The non-merge commits rebasing `branches` (shas) onto `target_sha` may diff:
     everything since their common fork point, in one walk (a superset of each branch's own
-    range and of the target commits since it forked)."""
+    range and of the target commits since it forked).
+
+    `oldest_fork`, when the caller knows each branch's merge base with the target (the
+    planner's facts), is the oldest of them: libgit2's octopus merge base of hundreds of
+    tips costs as much as the whole walk again."""
     tips = [pygit2.Oid(hex=sha) for sha in dict.fromkeys(branches)]
     if not tips:
         return []
     target = pygit2.Oid(hex=target_sha)
-    base = repo.merge_base_octopus([target, *tips])
+    base = pygit2.Oid(hex=oldest_fork) if oldest_fork else repo.merge_base_octopus([target, *tips])
     if base is None:
         return []  # unrelated histories: let each worker diff its own range
     walker = repo.walk(target, SORT.NONE)
