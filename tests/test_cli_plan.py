@@ -128,8 +128,9 @@ def test_conflicts_finds_pairs_that_conflict_with_each_other(tmp_path: Path) -> 
 
 
 def test_conflicts_counts_branches_with_no_common_history_apart(tmp_path: Path) -> None:
-    """An orphan branch shares paths with the others but no history: git refuses to merge
-    such a pair, so it is counted, not reported as a conflict (nor an internal error)."""
+    """An orphan branch shares paths with the others but no history with the target: git
+    refuses to merge it, so it and its pairs are counted, not reported as conflicts (nor
+    as an internal error)."""
     repo = GitRepo.init(tmp_path / "repo")
     repo.write("shared.txt", "one\ntwo\n")
     repo.commit("base")
@@ -145,8 +146,10 @@ def test_conflicts_counts_branches_with_no_common_history_apart(tmp_path: Path) 
     found = json.loads(result.stdout)
     assert found["pairs_checked"] == 1 and found["pairs_unrelated"] == 1
     assert found["conflicts"] == [] and found["groups"] == []
+    assert found["unrelated_to_target"] == ["lonely"] and found["conflicts_with_target"] == []
     shown = run_palign("conflicts", str(repo.path), "--onto", "main")
     assert "1 pair has no history in common" in shown.stdout, shown.stdout + shown.stderr
+    assert "1 branch has no history in common with main, git does not merge it: lonely" in shown.stdout
 
 
 def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path) -> None:

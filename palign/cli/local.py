@@ -221,7 +221,9 @@ def plan(
 @ONTO
 @BRANCH
 @WORKERS
-@click.option("--json", "as_json", is_flag=True, help="Print the groups and pairs as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the pairs, groups and branches conflicting with the target as JSON."
+)
 @CONFIG
 def conflicts(
     repo: str,
@@ -231,9 +233,13 @@ def conflicts(
     as_json: bool,
     config: Path | None,
 ) -> None:
-    """Which branches conflict with each other: every pair of branches of one target that
-    change a common file is merged in memory (as `git merge` would), in parallel. Prints
-    the groups of branches linked by conflicts, then each conflicting pair and its files.
+    """Which branches conflict with each other, in memory and in parallel, with git's merge.
+
+    Each branch is first merged into the target by itself; those that conflict with it are
+    listed apart, with their files. Then every pair of branches that change a common file is
+    merged on top of the target, and reported only for the files the two conflict in
+    together (not the files where either conflicts with the target alone). Prints the
+    groups of branches linked by such pairs, then each pair and its files.
     """
     options = service.RunOptions(repo=repo, targets=targets, branch_globs=branch_globs, workers=workers, config=config)
     found = service.conflicts(options, local_settings())

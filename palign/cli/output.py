@@ -149,13 +149,27 @@ def conflict_map(found: ConflictMap) -> None:
     click.echo(
         f"{plural(len(found.branches), 'branch')} onto {found.target}: "
         f"{plural(found.checked, 'pair')} {'shares' if found.checked == 1 else 'share'} files, "
-        f"{len(found.pairs)} {'conflicts' if len(found.pairs) == 1 else 'conflict'}"
+        f"{len(found.pairs)} {'conflicts' if len(found.pairs) == 1 else 'conflict'} together"
     )
+    if found.unrelated_branches:
+        one = len(found.unrelated_branches) == 1
+        click.echo(
+            f"{plural(len(found.unrelated_branches), 'branch')} {'has' if one else 'have'} no history in common "
+            f"with {found.target}, git does not merge {'it' if one else 'them'}: {', '.join(found.unrelated_branches)}"
+        )
     if found.unrelated:
         click.echo(
-            f"{plural(found.unrelated, 'pair')} {'has' if found.unrelated == 1 else 'have'} no history in common: "
-            "git does not merge those"
+            f"{plural(found.unrelated, 'pair')} {'has' if found.unrelated == 1 else 'have'} no history in common "
+            f"with {found.target} on one side: not merged"
         )
+    if found.with_target:
+        many = len(found.with_target) != 1
+        click.echo(
+            f"{plural(len(found.with_target), 'branch')} {'conflict' if many else 'conflicts'} with {found.target} "
+            f"by {'themselves' if many else 'itself'} (not blamed on pairs):"
+        )
+        for branch in found.with_target:
+            click.echo(f"  {branch['branch']}: {', '.join(branch['paths'])}")
     for number, group in enumerate(found.groups, 1):
         click.echo(f"group {number}: {', '.join(group)}")
     for pair in found.pairs:

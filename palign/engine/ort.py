@@ -33,6 +33,7 @@ _REPLY_TIMEOUT_SECONDS = 600.0
 class MergeOutcome:
     tree: pygit2.Oid | None  # None on conflict
     conflicted_paths: tuple[str, ...]
+    conflicted_tree: pygit2.Oid | None = None  # on conflict: the tree git wrote, conflict markers and all
 
 
 def _synthetic(repo: pygit2.Repository, tree: pygit2.Oid, parents: list[pygit2.Oid], label: bytes) -> pygit2.Oid:
@@ -147,7 +148,7 @@ def _parse(reply: bytes) -> MergeOutcome:
             if fields[index + 1 + count].startswith(b"CONFLICT"):
                 paths.extend(f.decode("utf-8", "surrogateescape") for f in fields[index + 1 : index + 1 + count])
             index += count + 3
-    return MergeOutcome(tree=None, conflicted_paths=tuple(dict.fromkeys(paths)))
+    return MergeOutcome(tree=None, conflicted_paths=tuple(dict.fromkeys(paths)), conflicted_tree=tree)
 
 
 # Keyed by pid too: a forked worker must never share its parent's pipes.
@@ -179,12 +180,14 @@ def merge_trees(repo: pygit2.Repository, *, base: pygit2.Oid, ours: pygit2.Oid, 
     outcome = process_for(repo).merge(left, right)
     # git names the two sides of a file/directory conflict `path~<side>`, the side being
     # our throw-away commit here: report the path itself.
-    labels = (f"~{left}", f"~{right}")
-    paths = tuple(dict.fromkeys(_drop_suffix(p, labels) for p in outcome.conflicted_paths))
-    return MergeOutcome(tree=outcome.tree, conflicted_paths=paths)
+    paths = tuple(dict.fromkeys(without_side_label(p, (left, right)) for p in outcome.conflicted_paths))
+    return MergeOutcome(tree=outcome.tree, conflicted_paths=paths, conflicted_tree=outcome.conflicted_tree)
 
 
-def _drop_suffix(path: str, labels: tuple[str, ...]) -> str:
+def without_side_label(path: str, sides: tuple[pygit2.Oid | str, ...]) -> str:
+    """`path` without the `~<side>` git appends to one side of a file/directory conflict,
+    the sides being the commits merged (git labels them by what it was given)."""
+    labels = tuple(f"~{side}" for side in sides)
     for label in labels:
         cut = path.rfind("~")
         if cut > 0 and label.startswith(path[cut:]) and len(path) - cut > 4:
@@ -203,3 +206,8 @@ def merge_commits(repo: pygit2.Repository, *, ours: pygit2.Oid, theirs: pygit2.O
 def merge_commits_by_sha(repo: pygit2.Repository, *, ours: str, theirs: str) -> MergeOutcome:
     """`merge_commits` of two commits named by their shas."""
     return merge_commits(repo, ours=pygit2.Oid(hex=ours), theirs=pygit2.Oid(hex=theirs))
+
+
+def merge_trees_by_sha(repo: pygit2.Repository, *, base: str, ours: str, theirs: str) -> MergeOutcome:
+    """`merge_trees` of three trees named by their shas."""
+    return merge_trees(repo, base=pygit2.Oid(hex=base), ours=pygit2.Oid(hex=ours), theirs=pygit2.Oid(hex=theirs))
