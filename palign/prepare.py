@@ -1,10 +1,11 @@
 """Every input check of a run, and its plan. Nothing is written to REPO or anywhere else
 before `prepare` has returned: bad input fails here, with one line.
 
-A run is prepared by: checking the options, reading palign.toml and the plan file,
-syncing the mirror, resolving the targets, selecting the branches, gathering the
-planner's facts (in shares over processes for large runs), planning, and turning the
-plan into align requests grouped in units of work (a stack per unit).
+A run is prepared by: checking the options, reading palign.toml, the plan file and the
+bases a local REPO declares (`palign.declared`), syncing the mirror, resolving the
+targets, selecting the branches, gathering the planner's facts (in shares over processes
+for large runs), planning, and turning the plan into align requests grouped in units of
+work (a stack per unit).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from palign.config import load as load_config
+from palign.declared import declared_bases
 from palign.engine.changes import ChangeIndex, PendingDiff, commits_of_run
 from palign.engine.facts import facts_of_share, gather_facts
 from palign.engine.objects import committer_identity
@@ -159,6 +161,7 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
     config = load_config(options.config)
     entries = read_plan_file(options.plan_file) if options.plan_file is not None else []
     mirror = mirror_of(options.repo, settings)
+    bases = declared_bases(mirror.location.local_path)  # a malformed layout fails before the sync
     mirror.sync()
     refs = mirror.ref_values("refs/")
     repo = open_repository(str(mirror.path))
@@ -188,6 +191,7 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
         config.stale_days,
         time.time(),
         entries=entries,
+        bases=bases,
         cluster_threshold=config.cluster_threshold,
     )
     requests: dict[str, AlignRequest] = {}

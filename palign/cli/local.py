@@ -195,9 +195,10 @@ def plan(
     as_json: bool,
     config: Path | None,
 ) -> None:
-    """Show what a run would do, writing nothing: each branch's target (and confidence),
-    category, ahead/behind counts, the branch it is stacked on, its cluster of branches
-    touching the same files, and a forecast from an in-memory dry run.
+    """Show what a run would do, writing nothing: each branch's target (its confidence, and
+    where it came from: a plan file, palign.toml, REPO's git-machete layout or upstream, the
+    branch's stack, inference), category, ahead/behind counts, the branch it is stacked on,
+    its cluster of branches touching the same files, and a forecast from an in-memory dry run.
 
     `palign plan --json > plan.json` writes a plan file that `palign run --plan` executes.
     """

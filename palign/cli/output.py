@@ -120,13 +120,14 @@ def demo_next_steps(repository: Path, run_id: str) -> None:
 
 
 def plan_table(plan: Plan) -> None:
-    rows = [("branch", "target", "conf", "category", "ahead", "behind", "stacked on", "cluster", "forecast")]
+    rows = [("branch", "target", "conf", "from", "category", "ahead", "behind", "stacked on", "cluster", "forecast")]
     for b in sorted(plan.branches, key=lambda b: (b.assigned_target, cluster_order(b.cluster_id), b.branch_name)):
         rows.append(
             (
                 b.branch_name,
                 b.assigned_target,
                 f"{b.confidence:.2f}",
+                b.target_source,
                 b.category.value,
                 str(b.ahead),
                 str(b.behind),

@@ -81,7 +81,18 @@ class Assignment:
 
     target: str
     confidence: float
-    source: str  # "inferred" | "rule" | "pinned" | "stack" | "orphan"
+    source: str  # "inferred" | "rule" | "pinned" | "stack" | "orphan" | "machete" | "upstream"
+
+
+@dataclass(frozen=True)
+class DeclaredBase:
+    """A base the repository itself records for a branch: its parent in a git-machete
+    layout (`source` "machete") or its git upstream ("upstream"). `name` is a ref named as
+    the planner names targets and branches (`feature/x`, `refs/remotes/origin/main`); the
+    planner decides whether it is a target, a selected branch or neither."""
+
+    name: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,9 @@ class PlannedBranch:
     depends_on: list[str] = field(default_factory=list)
     cost: int = 0
     forecast: str | None = None  # filled by the caller (dry run), never by the planner
+    # Why this target (an `Assignment.source`), for display: a plan file read back pins
+    # the same decisions, so two plans differing only in it are the same plan.
+    target_source: str = field(default="inferred", compare=False)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from palign.errors import InputError
 from palign.model import short_name
+from palign.planner.bases import DeclaredBases, resolve_bases
 from palign.planner.clusters import cluster
 from palign.planner.model import Assignment, BranchFacts, Category, Plan, PlanEntry, PlannedBranch, Unit
 
@@ -85,18 +86,23 @@ def assign_targets(
     *,
     parents: Mapping[str, str | None] | None = None,
     pinned: Mapping[str, Assignment] | None = None,
+    declared: Mapping[str, Assignment] | None = None,
 ) -> dict[str, Assignment]:
-    """Target of every branch (by short name): pinned (a plan file) > rules > inference,
-    then, when `parents` are given, stacked children follow their root."""
+    """Target of every branch (by short name): pinned (a plan file) > rules > declared
+    (by the repository: `bases.resolve_bases`) > inference, then, when `parents` are
+    given, stacked children follow their root."""
     if not targets:
         raise InputError("give at least one target")
     pinned = pinned or {}
+    declared = declared or {}
     assignments: dict[str, Assignment] = {}
     for branch in facts:
         if branch.name in pinned:
             assignments[branch.name] = pinned[branch.name]
         elif (ruled := _rule_target(branch.name, rules, targets)) is not None:
             assignments[branch.name] = Assignment(ruled, 1.0, "rule")
+        elif branch.name in declared:
+            assignments[branch.name] = declared[branch.name]
         else:
             assignments[branch.name] = _inferred(branch, targets)
     return follow_roots(assignments, parents) if parents else assignments
@@ -231,7 +237,8 @@ def _cost(facts: BranchFacts, target: str, category: Category, parent: BranchFac
 def _tags(assignment: Assignment, parent: str | None, has_children: bool) -> list[str]:
     """Structural tags only, derived from the plan itself, so a plan file read back and
     planned again gets the same tags."""
-    tags = [f"target-from-{assignment.source}"] if assignment.source in ("rule", "stack") else []
+    tagged = ("rule", "stack", "machete", "upstream")
+    tags = [f"target-from-{assignment.source}"] if assignment.source in tagged else []
     if parent is not None:
         tags.append("stacked")
     if has_children:
@@ -248,12 +255,14 @@ def make_plan(
     now: float = 0.0,
     *,
     entries: Sequence[PlanEntry] = (),
+    bases: DeclaredBases | None = None,
     cluster_threshold: float = 0.2,
     batch_threshold: int = 2,
     batch_size: int = 8,
 ) -> Plan:
     """The whole plan. `entries` (a plan file) pin targets, confidences and tags, and
-    their `depends_on` count as declared dependencies (over `declared`)."""
+    their `depends_on` count as declared dependencies (over `declared`, palign.toml's);
+    `bases` (the repository's own records) come next, before inference."""
     declared = dict(declared or {})
     by_name = {b.name: b for b in facts}
     if len(by_name) != len(facts):
@@ -270,7 +279,9 @@ def make_plan(
         pinned[entry.branch_name] = Assignment(entry.assigned_target, entry.confidence, "pinned")
         if entry.depends_on is not None:
             declared[entry.branch_name] = entry.depends_on[0] if entry.depends_on else None
-    first = assign_targets(facts, targets, rules, pinned=pinned)
+    based_targets, based_parents = resolve_bases(bases or {}, facts, targets, declared)
+    declared = {**based_parents, **declared}
+    first = assign_targets(facts, targets, rules, pinned=pinned, declared=based_targets)
     parents = infer_dependencies(facts, {name: a.target for name, a in first.items()}, declared)
     assigned = follow_roots(first, parents)
     clusters = cluster({b.name: b.on(assigned[b.name].target).touched_paths for b in facts}, cluster_threshold)
@@ -299,6 +310,7 @@ def make_plan(
                 tags=tags,
                 depends_on=[parent] if parent is not None else [],
                 cost=_cost(branch, assignment.target, category, by_name[parent] if parent is not None else None),
+                target_source=assignment.source,
             )
         )
     return Plan(list(targets), planned, build_units(planned, batch_threshold, batch_size))
