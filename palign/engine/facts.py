@@ -1,9 +1,9 @@
 """Gather the planner's facts from a repository (the planner itself is pure).
 
 Cost follows what the branches bring rather than the repository's size: per (branch,
-target) one merge base and one ahead/behind count (libgit2), one walk of the branch's
-own commits (`TARGET..BRANCH`, which also finds the selected tips the branch contains)
-and one tree diff (merge base -> tip, memoised). Two things do scale with history, and
+target) one merge base and one ahead/behind count (libgit2) and one tree diff (merge
+base -> tip, batched); per target one walk of every branch's own commits
+(`TARGET..BRANCHES`, which finds the selected tips each branch contains). Two things do scale with history, and
 are paid once: a target's first-parent line is walked at most once, and only when some
 tip is already in that target; an orphan branch makes libgit2 walk both histories to
 find there is no merge base.
@@ -46,7 +46,7 @@ class _Inspector:
         self.touched: dict[tuple[pygit2.Oid, pygit2.Oid], frozenset[str]] = {}
         self.patch_ids: dict[pygit2.Oid, pygit2.Oid | None] = {}
         self.merge_bases: dict[tuple[pygit2.Oid, pygit2.Oid], pygit2.Oid | None] = {}
-        self.owns: dict[tuple[pygit2.Oid, pygit2.Oid], tuple[int, int, list[pygit2.Commit]]] = {}
+        self.ahead_behind: dict[tuple[pygit2.Oid, pygit2.Oid], tuple[int, int]] = {}
 
     def merge_base(self, tip: pygit2.Oid, target: pygit2.Oid) -> pygit2.Oid | None:
         key = (tip, target)
@@ -54,22 +54,50 @@ class _Inspector:
             self.merge_bases[key] = self.repo.merge_base(tip, target)
         return self.merge_bases[key]
 
-    def own(self, tip: pygit2.Oid, target: pygit2.Oid) -> tuple[int, int, list[pygit2.Commit]]:
-        """(ahead, behind, the branch's own commits newest first), and its merge base noted
-        on the way: a linear branch forked at the parent of its oldest own commit, which
-        spares libgit2's merge-base walk for most branches."""
+    def counts(self, tip: pygit2.Oid, target: pygit2.Oid) -> tuple[int, int]:
+        """(ahead, behind). libgit2 counts both in one walk; a branch in its target has
+        the tip as merge base."""
         key = (tip, target)
-        found = self.owns.get(key)
+        found = self.ahead_behind.get(key)
         if found is None:
-            ahead, behind = self.repo.ahead_behind(tip, target)
-            commits = list(_own_commits(self.repo, tip, target)) if ahead else []
-            found = self.owns[key] = (ahead, behind, commits)
-            if not commits:
-                self.merge_bases[key] = tip  # the tip is in the target
-            elif all(len(c.parent_ids) == 1 for c in commits[:-1]) and len(commits[-1].parent_ids) <= 1:
-                oldest = commits[-1]
-                self.merge_bases[key] = oldest.parent_ids[0] if oldest.parent_ids else None
+            found = self.ahead_behind[key] = self.repo.ahead_behind(tip, target)
+            if found[0] == 0:
+                self.merge_bases[key] = tip
         return found
+
+    def own(self, tip: pygit2.Oid, target: pygit2.Oid) -> list[pygit2.Commit]:
+        """The branch's own commits (`TARGET..BRANCH`), newest first: only for the patch-id
+        check, a walk per branch and target."""
+        return list(_own_commits(self.repo, tip, target)) if self.counts(tip, target)[0] else []
+
+    def contained_tips(
+        self, tips: Mapping[pygit2.Oid, list[str]], target: pygit2.Oid
+    ) -> dict[pygit2.Oid, set[str]]:
+        """Per tip, the refs of the other selected tips among its own commits against
+        `target`: one walk of every branch's own commits (`TARGET..TIPS`), children before
+        parents, each commit passing on to its parents the tips that reach it (a bit
+        mask). A walk per branch costs its whole own range again for each target, and
+        thousands of times over against an old maintenance branch."""
+        order = list(tips)
+        bit_of = {tip: 1 << i for i, tip in enumerate(order)}
+        reached = dict(bit_of)
+        walker = self.repo.walk(order[0], pygit2.enums.SortMode.TOPOLOGICAL)
+        for tip in order[1:]:
+            walker.push(tip)
+        walker.hide(target)
+        contained: dict[pygit2.Oid, set[str]] = {}
+        for commit in walker:
+            mask = reached.pop(commit.id, 0)
+            own_bit = bit_of.get(commit.id)
+            if own_bit is not None:
+                holders = mask & ~own_bit
+                while holders:
+                    lowest = holders & -holders
+                    contained.setdefault(order[lowest.bit_length() - 1], set()).update(tips[commit.id])
+                    holders ^= lowest
+            for parent in commit.parent_ids:
+                reached[parent] = reached.get(parent, 0) | mask
+        return contained
 
     def first_parent_line(self, target: pygit2.Oid) -> frozenset[pygit2.Oid]:
         line = self.first_parent.get(target)
@@ -86,7 +114,7 @@ class _Inspector:
         pairs = []
         for tip in tips:
             for target in targets:
-                self.own(tip.id, target)
+                self.counts(tip.id, target)
                 base = self.merge_base(tip.id, target)
                 if base is not None and (base, tip.id) not in self.touched:
                     pairs.append((str(base), str(tip.id)))
@@ -143,17 +171,13 @@ def _facts_on_target(
     inspector: _Inspector,
     tip: pygit2.Commit,
     target: pygit2.Oid,
-    tips: Mapping[pygit2.Oid, list[str]],
-    contains: set[str],
     with_patch_ids: bool,
 ) -> TargetFacts:
-    ahead, behind, own = inspector.own(tip.id, target)
+    ahead, behind = inspector.counts(tip.id, target)
     base = inspector.merge_base(tip.id, target)
     if base is None:
         return TargetFacts(ahead, behind, False, False, False, False)
-    for commit in own:
-        if commit.id != tip.id and commit.id in tips:
-            contains.update(tips[commit.id])
+    own = inspector.own(tip.id, target) if with_patch_ids else []
     in_target = ahead == 0
     return TargetFacts(
         ahead=ahead,
@@ -191,12 +215,17 @@ def gather_facts(
         for ref, sha in (all_refs or branch_refs).items():
             tips.setdefault(pygit2.Oid(hex=sha), []).append(ref)
         inspector.prefill_touched(tip_commits.values(), target_ids.values())
+        contained = {target: inspector.contained_tips(tips, target) for target in target_ids.values()}
         facts = []
         for ref, tip in tip_commits.items():
-            contains: set[str] = set()
             per_target = {
-                name: _facts_on_target(inspector, tip, target, tips, contains, with_patch_ids)
+                name: _facts_on_target(inspector, tip, target, with_patch_ids) for name, target in target_ids.items()
+            }
+            contains = {
+                ref
                 for name, target in target_ids.items()
+                if per_target[name].has_common_history
+                for ref in contained[target].get(tip.id, ())
             }
             facts.append(
                 BranchFacts(
