@@ -151,6 +151,7 @@ class AlignRequest:
     parent_old: Sha | None = None  # that branch's tip when planned
     onto: Sha | None = None  # that branch's aligned tip: where this one is replayed
     forecast: bool = False  # only the outcome is wanted: skip writing what a clean outcome proves
+    fork_point: Sha | None = None  # merge base with the target when planned (spares the summary a walk)
 
     @property
     def branch(self) -> str:
@@ -171,6 +172,7 @@ class AlignRequest:
             "parent_old": self.parent_old,
             "onto": self.onto,
             "forecast": self.forecast,
+            "fork_point": self.fork_point,
         }
 
     @classmethod
@@ -189,6 +191,7 @@ class AlignRequest:
                 parent_old=_optional_sha(data.get("parent_old"), "parent_old"),
                 onto=_optional_sha(data.get("onto"), "onto"),
                 forecast=bool(data.get("forecast", False)),
+                fork_point=_optional_sha(data.get("fork_point"), "fork_point"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise MalformedRecord(f"not an align request: {error}") from None

@@ -195,6 +195,7 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
         cluster_threshold=config.cluster_threshold,
     )
     requests: dict[str, AlignRequest] = {}
+    facts_of = {fact.name: fact for fact in facts}
     for planned in plan.branches:
         target_ref = names[planned.assigned_target]
         orphan = planned.category.value == "orphan"
@@ -208,10 +209,16 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
             ahead=-1 if orphan else planned.ahead,
             behind=-1 if orphan else planned.behind,
             parent=plan.branch(planned.parent).refname if planned.parent is not None else None,
+            fork_point=_fork_point(facts_of[planned.branch_name], planned.assigned_target),
         )
     units = [[[requests[name] for name in level] for level in unit.levels] for unit in plan.units]
     checks = from_commands(options.validate) if options.validate else config.checks
     return Prepared(mirror, targets, plan, requests, units, diffing, checks, refused)
+
+
+def _fork_point(facts: BranchFacts, target: str) -> Sha | None:
+    base = facts.on(target).merge_base
+    return Sha(base) if base is not None else None
 
 
 def _planned_ref(name: str, line: int, refs: dict[str, str]) -> str:

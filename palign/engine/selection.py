@@ -44,6 +44,13 @@ class PatchKeyCache:
     keys: dict[pygit2.Oid, PathKey] = field(default_factory=dict)
     lines: dict[pygit2.Oid, LineKey] = field(default_factory=dict)
     sizes: dict[pygit2.Oid, SizeKey] = field(default_factory=dict)
+    blob_sizes: dict[str, int] = field(default_factory=dict)  # a commit's new blob is the next one's old
+
+    def stripped_size(self, repo: pygit2.Repository, blob_id: str, mode: int) -> int:
+        found = self.blob_sizes.get(blob_id)
+        if found is None:
+            found = self.blob_sizes[blob_id] = _stripped_size(repo, blob_id, mode)
+        return found
 
     def changed_lines(self, repo: pygit2.Repository, commit: pygit2.Commit) -> LineKey:
         found = self.lines.get(commit.id)
@@ -77,8 +84,8 @@ class PatchKeyCache:
         if found is None:
             items = []
             for change in self.changes.get(repo.path, str(commit.id)):
-                old = _stripped_size(repo, change.old_id, change.old_mode)
-                new = _stripped_size(repo, change.new_id, change.new_mode)
+                old = self.stripped_size(repo, change.old_id, change.old_mode)
+                new = self.stripped_size(repo, change.new_id, change.new_mode)
                 items.append((_without_whitespace(change.path), new - old))
             found = tuple(sorted(items))
             self.sizes[commit.id] = found

@@ -37,7 +37,10 @@ class Summaries:
         repo = self.repo
         tip = pygit2.Oid(hex=request.old_sha)
         onto = pygit2.Oid(hex=request.onto or request.target_sha)
-        base = repo.merge_base(tip, onto)
+        if request.onto is None and request.fork_point is not None:
+            base: pygit2.Oid | None = pygit2.Oid(hex=request.fork_point)
+        else:
+            base = repo.merge_base(tip, onto)
         own: list[pygit2.Commit] = []
         overlap: list[str] = []
         if base is not None:
