@@ -142,7 +142,8 @@ class Prepared:
     def plan_info(self) -> dict[str, PlanInfo]:
         """What the report says of each branch's plan, by branch name."""
         return {
-            b.branch_name: PlanInfo(b.category.value, b.cluster_id, b.parent, b.confidence) for b in self.plan.branches
+            b.branch_name: PlanInfo(b.category.value, b.cluster_id, b.parent, b.confidence, b.stale)
+            for b in self.plan.branches
         }
 
     def as_forecast(self) -> Prepared:

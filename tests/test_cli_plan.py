@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from palign.planner.planfile import SCHEMA_PATH
-from tests.conftest import git_out, read_report, refs_snapshot, run_palign
-from tests.gitrepo import GitRepo
+from tests.conftest import branches_of, git_out, read_report, refs_snapshot, run_palign
+from tests.gitrepo import GitRepo, hermetic_env
 
 
 def test_plan_writes_nothing_and_forecasts_like_the_run(demo_repo: Path, tmp_path: Path) -> None:
@@ -179,8 +180,8 @@ def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path
     ]
     assert "stack/3" in branches["stack/4"]["error_message"]
     assert branches["stack/4"]["stacked_on"] == "stack/3" and branches["stack/0"]["stacked_on"] is None
-    # The test history has pinned (old) dates: every branch is behind main and long untouched.
-    assert {b["category"] for b in branches.values()} == {"stale"}
+    # The test history has pinned (old) dates: every branch lacks main's commit and is long untouched.
+    assert {(b["category"], b["stale"]) for b in branches.values()} == {("diverged", True)}
     assert all(b["cluster_id"] for b in branches.values())
     for level in (1, 2):  # each level sits on the aligned level below and replays only its own commit
         assert branches[f"stack/{level}"]["commits_replayed"] == 1
@@ -199,3 +200,72 @@ def test_facts_gathered_in_shares_give_the_same_plan(demo_repo: Path, monkeypatc
     shared = write_plan(prepare.prepare(options, Settings.load()).plan)
     assert shared == alone
     assert json.loads(shared)["branches"]
+
+
+def _stale_and_recent_repo(path: Path) -> GitRepo:
+    """old-diverged and old-behind have pinned (2023) dates; recent-diverged a commit of today."""
+    repo = GitRepo.init(path)
+    repo.write("a.txt", "a\n")
+    repo.commit("base")
+    repo.new_branch("old-behind")
+    repo.new_branch("old-diverged", "main")
+    repo.write("old.txt", "old\n")
+    repo.commit("an old change")
+    repo.new_branch("recent-diverged", "main")
+    repo.write("recent.txt", "recent\n")
+    today = f"{int(time.time())} +0000"
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "a change of today", env=hermetic_env({"GIT_COMMITTER_DATE": today}))
+    repo.checkout("main")
+    repo.write("main.txt", "moves\n")
+    repo.commit("main moves")
+    return repo
+
+
+def test_an_old_branch_keeps_its_category_and_is_marked_stale(tmp_path: Path) -> None:
+    repo = _stale_and_recent_repo(tmp_path / "repo")
+    expected = {
+        "old-diverged": ("diverged", True),
+        "old-behind": ("behind", True),
+        "recent-diverged": ("diverged", False),
+    }
+    planned = run_palign("plan", str(repo.path), "--onto", "main", "--json", "--no-forecast")
+    assert planned.code == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    jsonschema.validate(plan, json.loads(SCHEMA_PATH.read_text()))
+    assert {b["branch_name"]: (b["category"], b["stale"]) for b in plan["branches"]} == expected
+
+    table = run_palign("plan", str(repo.path), "--onto", "main", "--no-forecast")
+    assert table.code == 0, table.stderr
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()[1:-1]}
+    header = table.stdout.splitlines()[0].split()
+    assert header[3:5] == ["category", "stale"]
+    assert {name: (row[3], row[4]) for name, row in rows.items()} == {
+        name: (category, "yes" if stale else "-") for name, (category, stale) in expected.items()
+    }
+
+    ran = run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "r"))
+    assert ran.code == 0, ran.stdout + ran.stderr
+    branches = branches_of(read_report(tmp_path / "r"))
+    assert {name: (b["category"], b["stale"]) for name, b in branches.items()} == expected
+
+
+def test_a_plan_file_of_an_older_palign_with_category_stale_still_runs(tmp_path: Path) -> None:
+    repo = _stale_and_recent_repo(tmp_path / "repo")
+    planned = run_palign("plan", str(repo.path), "--onto", "main", "--json", "--no-forecast")
+    assert planned.code == 0, planned.stderr
+    old = json.loads(planned.stdout)
+    for branch in old["branches"]:  # as palign wrote it before staleness became a field of its own
+        del branch["stale"]
+        if branch["branch_name"] == "old-diverged":
+            branch["category"] = "stale"
+    jsonschema.validate(old, json.loads(SCHEMA_PATH.read_text()))
+    plan_file = tmp_path / "old-plan.json"
+    plan_file.write_text(json.dumps(old))
+    ran = run_palign(
+        "run", str(repo.path), "--onto", "main", "--plan", str(plan_file), "--report-dir", str(tmp_path / "r")
+    )
+    assert ran.code == 0, ran.stdout + ran.stderr
+    branches = branches_of(read_report(tmp_path / "r"))
+    assert (branches["old-diverged"]["category"], branches["old-diverged"]["stale"]) == ("diverged", True)
+    assert branches["old-diverged"]["status"] == "aligned"

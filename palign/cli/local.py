@@ -196,8 +196,10 @@ def plan(
     config: Path | None,
 ) -> None:
     """Show what a run would do, writing nothing: each branch's target (and confidence),
-    category, ahead/behind counts, the branch it is stacked on, its cluster of branches
-    touching the same files, and a forecast from an in-memory dry run.
+    category (up_to_date, behind, diverged, merged or orphan), whether it is stale (no
+    commit for [plan] stale_days of palign.toml, 90 by default), ahead/behind counts, the
+    branch it is stacked on, its cluster of branches touching the same files, and a
+    forecast from an in-memory dry run.
 
     `palign plan --json > plan.json` writes a plan file that `palign run --plan` executes.
     """

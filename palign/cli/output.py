@@ -120,7 +120,7 @@ def demo_next_steps(repository: Path, run_id: str) -> None:
 
 
 def plan_table(plan: Plan) -> None:
-    rows = [("branch", "target", "conf", "category", "ahead", "behind", "stacked on", "cluster", "forecast")]
+    rows = [("branch", "target", "conf", "category", "stale", "ahead", "behind", "stacked on", "cluster", "forecast")]
     for b in sorted(plan.branches, key=lambda b: (b.assigned_target, cluster_order(b.cluster_id), b.branch_name)):
         rows.append(
             (
@@ -128,6 +128,7 @@ def plan_table(plan: Plan) -> None:
                 b.assigned_target,
                 f"{b.confidence:.2f}",
                 b.category.value,
+                "yes" if b.stale else "-",
                 str(b.ahead),
                 str(b.behind),
                 b.parent or "-",
