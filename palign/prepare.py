@@ -37,7 +37,7 @@ from palign.model import (
     short_name,
     unaligned,
 )
-from palign.planner.model import BranchFacts, Plan
+from palign.planner.model import BranchFacts, Plan, PlanEntry
 from palign.planner.plan import make_plan
 from palign.planner.planfile import read_plan_file
 from palign.records import CircuitBreaker, PlanInfo
@@ -74,6 +74,8 @@ class RunOptions:
 
     def check(self) -> None:
         """The options that cannot go together, or out of range: one line each."""
+        if not self.targets and self.plan_file is None:
+            raise InputError("give --onto TARGET, or --plan FILE whose branches name their targets")
         if self.workers < 1:
             raise InputError(f"--workers must be at least 1 (got {self.workers})")
         if self.priority is not None and not 0 <= self.priority <= 9:
@@ -164,8 +166,9 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
     refs = mirror.ref_values("refs/")
     repo = open_repository(str(mirror.path))
     targets: dict[str, Sha] = {}
-    for name in options.targets:
-        ref = _resolve_target(refs, name)
+    asked = [(name, "") for name in options.targets] or _plan_targets(entries, options.plan_file)
+    for name, where in asked:
+        ref = _resolve_target(refs, name, where)
         targets[ref] = resolve_commit(repo, name, refs[ref])
     config.check_rule_targets(list(targets))
     if entries and not options.branch_globs:
@@ -211,6 +214,18 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
     return Prepared(mirror, targets, plan, requests, units, diffing, checks, refused)
 
 
+def _plan_targets(entries: Sequence[PlanEntry], plan_file: Path | None) -> list[tuple[str, str]]:
+    """A run's targets when only a plan file is given: those its branches are assigned
+    to, in the order they first appear (the first one takes ties for unplanned branches),
+    each with where the plan file first names it."""
+    if not entries:
+        raise InputError(f"plan file {str(plan_file)!r} has no branches to take targets from: give --onto")
+    first: dict[str, str] = {}
+    for entry in entries:
+        first.setdefault(entry.assigned_target, f"plan file line {entry.line}: ")
+    return list(first.items())
+
+
 def _planned_ref(name: str, line: int, refs: dict[str, str]) -> str:
     """The branch a plan file names. Plan files are not trusted: they name branches only
     (refs/heads/...); other refs (tags, pull requests) are selected with --branch."""
@@ -249,13 +264,13 @@ def run_identity(git_config: dict[str, str], settings: Settings) -> Identity:
     return replace(identity, when=int(time.time()))
 
 
-def _resolve_target(refs: dict[str, str], name: str) -> str:
+def _resolve_target(refs: dict[str, str], name: str, where: str = "") -> str:
     for candidate in (name, f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"):
         if candidate.startswith("refs/") and candidate in refs and not candidate.startswith(PALIGN_NAMESPACE):
             return candidate
     close = difflib.get_close_matches(name, [short_name(ref) for ref in refs if ref.startswith(BRANCH_PREFIX)], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UnknownTarget(f"unknown target: {name!r} is not a branch or ref of the repository{hint}")
+    raise UnknownTarget(f"{where}unknown target: {name!r} is not a branch or ref of the repository{hint}")
 
 
 def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str]) -> list[str]:

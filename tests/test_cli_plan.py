@@ -61,8 +61,9 @@ def test_malformed_plan_file_is_an_input_error(demo_repo: Path, tmp_path: Path) 
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_several_targets_each_branch_onto_the_one_it_forked_from(tmp_path: Path) -> None:
-    repo = GitRepo.init(tmp_path / "repo")
+def _two_targets_repo(path: Path) -> GitRepo:
+    """fix/on-release forked from release/1.x, feature/on-main from main; both targets moved."""
+    repo = GitRepo.init(path)
     repo.write("a.txt", "a\n")
     repo.commit("base")
     repo.new_branch("release/1.x")
@@ -79,6 +80,11 @@ def test_several_targets_each_branch_onto_the_one_it_forked_from(tmp_path: Path)
         repo.checkout(target)
         repo.write(change, "moved\n")
         repo.commit(f"{target} moves")
+    return repo
+
+
+def test_several_targets_each_branch_onto_the_one_it_forked_from(tmp_path: Path) -> None:
+    repo = _two_targets_repo(tmp_path / "repo")
     result = run_palign(
         "run", str(repo.path), "--onto", "main", "--onto", "release/1.x", "--report-dir", str(tmp_path / "r")
     )
@@ -269,3 +275,49 @@ def test_a_plan_file_of_an_older_palign_with_category_stale_still_runs(tmp_path:
     branches = branches_of(read_report(tmp_path / "r"))
     assert (branches["old-diverged"]["category"], branches["old-diverged"]["stale"]) == ("diverged", True)
     assert branches["old-diverged"]["status"] == "aligned"
+
+
+def test_a_plan_file_gives_the_targets_when_no_onto_is_given(tmp_path: Path) -> None:
+    repo = _two_targets_repo(tmp_path / "repo")
+    planned = run_palign("plan", str(repo.path), "--onto", "main", "--onto", "release/1.x", "--json", "--no-forecast")
+    assert planned.code == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    required = ("branch_name", "assigned_target", "confidence", "tags", "cluster_id")
+    plan["branches"] = [{k: b[k] for k in required} for b in plan["branches"]]  # as another tool writes it
+    del plan["targets"], plan["units"]
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    result = run_palign("run", str(repo.path), "--plan", str(plan_file), "--report-dir", str(tmp_path / "r"))
+    assert result.code == 0, result.stdout + result.stderr
+    report = read_report(tmp_path / "r")
+    grouped = {t: [b["branch_name"] for b in v["branches"]] for t, v in report["orchestration_results"].items()}
+    assert grouped == {"main": ["feature/on-main"], "release/1.x": ["fix/on-release"]}
+    for target, branches in report["orchestration_results"].items():
+        new_sha = branches["branches"][0]["new_sha"]
+        assert repo.is_ancestor(target, new_sha) and branches["target_sha"] == repo.rev(target)
+
+
+def test_run_needs_onto_or_a_plan_file(tmp_path: Path) -> None:
+    repo = _two_targets_repo(tmp_path / "repo")
+    result = run_palign("run", str(repo.path), "--report-dir", str(tmp_path / "r"))
+    assert (result.code, result.stdout) == (2, "")
+    assert result.stderr == "palign: error: give --onto TARGET, or --plan FILE whose branches name their targets\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_plan_file_naming_an_unknown_target_is_refused_with_its_line(tmp_path: Path) -> None:
+    repo = _two_targets_repo(tmp_path / "repo")
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(
+        '{"branches": [\n'
+        '  {"branch_name": "feature/on-main", "assigned_target": "main", "confidence": 1, "tags": [],'
+        ' "cluster_id": 1},\n'
+        '  {"branch_name": "fix/on-release", "assigned_target": "release/9.x", "confidence": 1, "tags": [],'
+        ' "cluster_id": 2}\n]}\n'
+    )
+    before = refs_snapshot(repo.path)
+    result = run_palign("run", str(repo.path), "--plan", str(plan_file), "--report-dir", str(tmp_path / "r"))
+    assert result.code == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("palign: error: plan file line 3: unknown target: 'release/9.x'")
+    assert len(result.stderr.splitlines()) == 1
+    assert refs_snapshot(repo.path) == before

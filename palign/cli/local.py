@@ -17,6 +17,7 @@ from palign.cli.options import (
     CONFIG,
     CONTEXT,
     ONTO,
+    ONTO_OR_PLAN,
     STRATEGY,
     WORKERS,
     Age,
@@ -32,7 +33,7 @@ from palign.report import check_writable, write
 
 @click.command(context_settings=CONTEXT)
 @click.argument("repo")
-@ONTO
+@ONTO_OR_PLAN
 @BRANCH
 @STRATEGY
 @WORKERS
@@ -123,9 +124,11 @@ def run(
 ) -> None:
     """Align branches of REPO (a path or a file/ssh/http(s)/git URL) onto TARGET.
 
-    With several --onto, each branch goes onto the target it forked from most recently
-    (rules in palign.toml win). A branch built on another selected branch is aligned onto
-    that branch's result, after it (a stack); if that one does not align, it is blocked.
+    With several --onto, each branch goes onto the target against which its own change is
+    smallest (rules in palign.toml win). With --plan and no --onto, the targets are those
+    the plan file assigns its branches to. A branch built on another selected branch is
+    aligned onto that branch's result, after it (a stack); if that one does not align, it
+    is blocked.
 
     Backups of every selected branch go to refs/palign/backup/RUN_ID/ before anything
     else, results to refs/palign/staged/RUN_ID/. Exit status: 0 every branch aligned,
