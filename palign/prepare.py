@@ -31,6 +31,7 @@ from palign.model import (
     Identity,
     Sha,
     Status,
+    Steps,
     Strategy,
     WorkUnit,
     branch_ref,
@@ -48,6 +49,9 @@ from palign.validation.checks import Check, from_commands
 DEFAULT_PRIORITY = 5  # of a run on Celery workers: 0 runs first, 9 last
 # Below this many branches the planner's facts are gathered in this process.
 _PARALLEL_FACTS_FROM = 200
+# Above it, in shares of at least this many branches, up to 4 a process: a share's fixed
+# cost is small (a git process, maybe a first-parent walk), and progress shows as each ends.
+_FACTS_SHARE = 50
 
 
 @dataclass(frozen=True)
@@ -155,13 +159,18 @@ class Prepared:
         return replace(self, units=units, requests=requests, checks=())
 
 
-def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False) -> Prepared:
+def prepare(
+    options: RunOptions, settings: Settings, *, diff_ahead: bool = False, on_step: Steps | None = None
+) -> Prepared:
     """Every input check, and the plan: raises InputError before anything is written.
-    `diff_ahead` diffs the commits alignment will look at while the planner works."""
+    `diff_ahead` diffs the commits alignment will look at while the planner works;
+    `on_step` hears the long steps start and advance (the mirror, the facts)."""
     options.check()
     config = load_config(options.config)
     entries = read_plan_file(options.plan_file) if options.plan_file is not None else []
     mirror = mirror_of(options.repo, settings)
+    if on_step is not None:
+        on_step("syncing the mirror", 0, 0)
     mirror.sync()
     refs = mirror.ref_values("refs/")
     repo = open_repository(str(mirror.path))
@@ -182,7 +191,11 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
     diffing = _diff_in_background(repo, targets, [refs[r] for r in branches]) if diff_ahead else None
     names = {short_name(ref): ref for ref in targets}
     facts = _gather_facts(
-        mirror.path, {ref: refs[ref] for ref in branches}, {n: targets[r] for n, r in names.items()}, options.workers
+        mirror.path,
+        {ref: refs[ref] for ref in branches},
+        {n: targets[r] for n, r in names.items()},
+        options.workers,
+        on_step,
     )
     plan = make_plan(
         facts,
@@ -299,15 +312,38 @@ def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str
 
 
 def _gather_facts(
-    mirror_path: Path, branch_refs: dict[str, str], targets: dict[str, Sha], workers: int
+    mirror_path: Path,
+    branch_refs: dict[str, str],
+    targets: dict[str, Sha],
+    workers: int,
+    on_step: Steps | None = None,
 ) -> list[BranchFacts]:
     """The planner's facts, in shares over the worker processes for large runs."""
-    if workers < 2 or len(branch_refs) < _PARALLEL_FACTS_FROM:
-        return gather_facts(open_repository(str(mirror_path)), branch_refs, targets)
+    total = len(branch_refs)
+
+    def advanced(done: int) -> None:
+        if on_step is not None:
+            on_step("gathering facts", done, total)
+
+    advanced(0)
+    if workers < 2 or total < _PARALLEL_FACTS_FROM:
+        return gather_facts(open_repository(str(mirror_path)), branch_refs, targets, on_branch=advanced)
     refs = list(branch_refs)
-    shares = [{ref: branch_refs[ref] for ref in refs[i::workers]} for i in range(workers)]
+    count = max(workers, min(4 * workers, total // _FACTS_SHARE))
+    shares = [{ref: branch_refs[ref] for ref in refs[i::count]} for i in range(count)]
+    gathered = 0
+
+    def share_done(share_facts: list[BranchFacts]) -> None:
+        nonlocal gathered
+        gathered += len(share_facts)
+        advanced(gathered)
+
     facts = map_local(
-        facts_of_share, (str(mirror_path),), [(share, branch_refs, targets) for share in shares], workers=workers
+        facts_of_share,
+        (str(mirror_path),),
+        [(share, branch_refs, targets) for share in shares],
+        workers=workers,
+        on_chunk=share_done,
     )
     order = {ref: i for i, ref in enumerate(refs)}
     return sorted(facts, key=lambda fact: order[fact.refname])

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +18,7 @@ import pytest
 from palign.planner.planfile import SCHEMA_PATH
 from tests.conftest import branches_of, git_out, read_report, refs_snapshot, run_palign
 from tests.gitrepo import GitRepo, hermetic_env
+from tests.repos import large_fleet_repo
 
 
 def test_plan_writes_nothing_and_forecasts_like_the_run(demo_repo: Path, tmp_path: Path) -> None:
@@ -321,3 +327,60 @@ def test_a_plan_file_naming_an_unknown_target_is_refused_with_its_line(tmp_path:
     assert result.stderr.startswith("palign: error: plan file line 3: unknown target: 'release/9.x'")
     assert len(result.stderr.splitlines()) == 1
     assert refs_snapshot(repo.path) == before
+
+
+def _on_a_terminal(*args: str) -> tuple[int, str, list[str]]:
+    """palign as a user at a terminal runs it: stderr on a pseudo-terminal, stdout piped
+    (`palign plan --json > plan.json`). Returns the exit code, stdout and the lines drawn
+    on the terminal (each redraw of the bar a line, colours stripped)."""
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TTY_", "NO_COLOR", "FORCE_COLOR"))}
+    env.update(TERM="xterm", COLUMNS="120")
+    proc = subprocess.Popen([sys.executable, "-m", "palign", *args], stdout=subprocess.PIPE, stderr=follower, env=env)
+    os.close(follower)
+    drawn: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: palign has exited and the terminal is closed
+                return
+            if not data:
+                return
+            drawn.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    stdout, _ = proc.communicate(timeout=300)
+    reader.join(timeout=60)
+    os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(drawn).decode("utf-8", "replace"))
+    return proc.returncode, stdout.decode(), [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
+
+
+def test_plan_shows_its_progress_on_a_terminal_and_keeps_json_on_stdout(tmp_path: Path) -> None:
+    repo = large_fleet_repo(tmp_path / "repo", independent=200, stacks=20, depth=3)  # 260 branches
+    args = ("plan", str(repo.path), "--onto", "main", "--json", "--workers", "2")
+    code, stdout, drawn = _on_a_terminal(*args)
+    assert code == 0, drawn
+    assert len(json.loads(stdout)["branches"]) == 260
+    steps = [re.sub(r"[^a-z ].*", "", line).strip() for line in drawn]  # the words before the bar
+    assert list(dict.fromkeys(steps)) == ["syncing the mirror", "gathering facts", "forecasting"], drawn
+    for step in ("gathering facts", "forecasting"):
+        counts = [re.findall(r"\d+/\d+ branches", line) for line in drawn if line.startswith(step)]
+        assert counts[0] == ["0/260 branches"] and counts[-1] == ["260/260 branches"], drawn
+
+    piped = run_palign(*args)  # not a terminal: not a word on stderr
+    assert (piped.code, piped.stderr) == (0, "")
+    assert json.loads(piped.stdout) == json.loads(stdout)
+
+
+def test_run_shows_the_facts_then_the_alignment_on_a_terminal(tmp_path: Path) -> None:
+    repo = large_fleet_repo(tmp_path / "repo", independent=30, stacks=2, depth=2)  # 34 branches
+    code, stdout, drawn = _on_a_terminal("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "r"))
+    assert code == 1, drawn  # every third branch conflicts
+    assert "report:" in stdout
+    steps = [re.sub(r"[^a-z ].*", "", line).strip() for line in drawn]
+    assert list(dict.fromkeys(steps)) == ["syncing the mirror", "gathering facts", "aligning"], drawn
+    assert re.findall(r"\d+/\d+ branches", drawn[-1]) == ["34/34 branches"], drawn

@@ -168,10 +168,12 @@ def run(
     try:
         if options.on_workers:
             report = service.run_distributed(
-                options, settings, on_progress=progress.advance, on_planned=progress.planned
+                options, settings, on_progress=progress.advance, on_planned=progress.planned, on_step=progress.step
             )
         else:
-            report = service.run(options, settings, on_progress=progress.advance, on_planned=progress.planned)
+            report = service.run(
+                options, settings, on_progress=progress.advance, on_planned=progress.planned, on_step=progress.step
+            )
     finally:
         progress.stop()
     json_path, _ = write(report, report_dir)
@@ -214,7 +216,11 @@ def plan(
         workers=workers,
         config=config,
     )
-    prepared = service.plan(options, local_settings(), forecast=not no_forecast)
+    progress = output.Progress()
+    try:
+        prepared = service.plan(options, local_settings(), forecast=not no_forecast, on_step=progress.step)
+    finally:
+        progress.stop()
     if as_json:
         click.echo(write_plan(prepared.plan), nl=False)
         return

@@ -11,7 +11,7 @@ find there is no merge base.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import pygit2
 
@@ -174,6 +174,7 @@ def gather_facts(
     *,
     with_patch_ids: bool = False,
     all_refs: Mapping[str, str] | None = None,
+    on_branch: Callable[[int], None] | None = None,
 ) -> list[BranchFacts]:
     """Facts of every branch of `branch_refs` (refname -> sha) against every target of
     `targets` (target name -> sha; the names key `BranchFacts.targets`), in input order.
@@ -182,6 +183,7 @@ def gather_facts(
 
     `with_patch_ids` also checks whether diverged branches are merged by patch id, which
     costs a walk of the target commits each such branch lacks (patch ids are memoised).
+    `on_branch` hears how many branches are done after each one.
     """
     try:
         inspector = _Inspector(repo)
@@ -208,6 +210,8 @@ def gather_facts(
                     contains=frozenset(contains),
                 )
             )
+            if on_branch is not None:
+                on_branch(len(facts))
         return facts
     except pygit2.GitError as error:
         raise InfrastructureError(f"reading the repository failed: {error}") from error
