@@ -5,7 +5,7 @@
 [dependencies]            # branch -> the branch it is stacked on ("" for none)
 "feature/b" = "feature/a"
 [plan]
-stale_days = 90           # no commit for this long: category `stale`
+stale_days = 90           # no commit for this long: the branch is marked stale
 cluster_threshold = 0.2   # Jaccard similarity of touched paths
 [validate]                # checks run on every aligned result, in order (palign.validation)
 tests = "pytest -x -q"

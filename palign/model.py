@@ -243,6 +243,8 @@ class BranchResult:
 
 WorkUnit = list[list[AlignRequest]]  # a stack, level by level; a lone branch is [[request]]
 Progress = Callable[[str, Status], None]  # a branch (its short name) reached its final status
+# How far a step of the work is: ("gathering facts", 120, 400); a total of 0 is not counted.
+Steps = Callable[[str, int, int], None]
 
 
 def unaligned(refname: str, target: str, old_sha: Sha, status: Status, detected: str, message: str) -> BranchResult:

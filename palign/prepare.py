@@ -33,13 +33,14 @@ from palign.model import (
     Identity,
     Sha,
     Status,
+    Steps,
     Strategy,
     WorkUnit,
     branch_ref,
     short_name,
     unaligned,
 )
-from palign.planner.model import BranchFacts, Plan
+from palign.planner.model import BranchFacts, Plan, PlanEntry
 from palign.planner.plan import make_plan
 from palign.planner.planfile import read_plan_file
 from palign.records import CircuitBreaker, PlanInfo
@@ -50,6 +51,9 @@ from palign.validation.checks import Check, from_commands
 DEFAULT_PRIORITY = 5  # of a run on Celery workers: 0 runs first, 9 last
 # Below this many branches the planner's facts are gathered in this process.
 _PARALLEL_FACTS_FROM = 200
+# Above it, in shares of at least this many branches, up to 4 a process: a share's fixed
+# cost is small (a git process, maybe a first-parent walk), and progress shows as each ends.
+_FACTS_SHARE = 50
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class RunOptions:
 
     def check(self) -> None:
         """The options that cannot go together, or out of range: one line each."""
+        if not self.targets and self.plan_file is None:
+            raise InputError("give --onto TARGET, or --plan FILE whose branches name their targets")
         if self.workers < 1:
             raise InputError(f"--workers must be at least 1 (got {self.workers})")
         if self.priority is not None and not 0 <= self.priority <= 9:
@@ -144,7 +150,8 @@ class Prepared:
     def plan_info(self) -> dict[str, PlanInfo]:
         """What the report says of each branch's plan, by branch name."""
         return {
-            b.branch_name: PlanInfo(b.category.value, b.cluster_id, b.parent, b.confidence) for b in self.plan.branches
+            b.branch_name: PlanInfo(b.category.value, b.cluster_id, b.parent, b.confidence, b.stale)
+            for b in self.plan.branches
         }
 
     def as_forecast(self) -> Prepared:
@@ -154,20 +161,26 @@ class Prepared:
         return replace(self, units=units, requests=requests, checks=())
 
 
-def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False) -> Prepared:
+def prepare(
+    options: RunOptions, settings: Settings, *, diff_ahead: bool = False, on_step: Steps | None = None
+) -> Prepared:
     """Every input check, and the plan: raises InputError before anything is written.
-    `diff_ahead` diffs the commits alignment will look at while the planner works."""
+    `diff_ahead` diffs the commits alignment will look at while the planner works;
+    `on_step` hears the long steps start and advance (the mirror, the facts)."""
     options.check()
     config = load_config(options.config)
     entries = read_plan_file(options.plan_file) if options.plan_file is not None else []
     mirror = mirror_of(options.repo, settings)
     bases = declared_bases(mirror.location.local_path)  # a malformed layout fails before the sync
+    if on_step is not None:
+        on_step("syncing the mirror", 0, 0)
     mirror.sync()
     refs = mirror.ref_values("refs/")
     repo = open_repository(str(mirror.path))
     targets: dict[str, Sha] = {}
-    for name in options.targets:
-        ref = _resolve_target(refs, name)
+    asked = [(name, "") for name in options.targets] or _plan_targets(entries, options.plan_file)
+    for name, where in asked:
+        ref = _resolve_target(refs, name, where)
         targets[ref] = resolve_commit(repo, name, refs[ref])
     config.check_rule_targets(list(targets))
     if entries and not options.branch_globs:
@@ -180,7 +193,11 @@ def prepare(options: RunOptions, settings: Settings, *, diff_ahead: bool = False
         raise NoBranchMatched("no selected branch has a UTF-8 name: palign leaves such branches alone")
     names = {short_name(ref): ref for ref in targets}
     facts = _gather_facts(
-        mirror.path, {ref: refs[ref] for ref in branches}, {n: targets[r] for n, r in names.items()}, options.workers
+        mirror.path,
+        {ref: refs[ref] for ref in branches},
+        {n: targets[r] for n, r in names.items()},
+        options.workers,
+        on_step,
     )
     diffing = _diff_in_background(repo, {n: targets[r] for n, r in names.items()}, facts) if diff_ahead else None
     plan = make_plan(
@@ -221,6 +238,18 @@ def _fork_point(facts: BranchFacts, target: str) -> Sha | None:
     return Sha(base) if base is not None else None
 
 
+def _plan_targets(entries: Sequence[PlanEntry], plan_file: Path | None) -> list[tuple[str, str]]:
+    """A run's targets when only a plan file is given: those its branches are assigned
+    to, in the order they first appear (the first one takes ties for unplanned branches),
+    each with where the plan file first names it."""
+    if not entries:
+        raise InputError(f"plan file {str(plan_file)!r} has no branches to take targets from: give --onto")
+    first: dict[str, str] = {}
+    for entry in entries:
+        first.setdefault(entry.assigned_target, f"plan file line {entry.line}: ")
+    return list(first.items())
+
+
 def _planned_ref(name: str, line: int, refs: dict[str, str]) -> str:
     """The branch a plan file names. Plan files are not trusted: they name branches only
     (refs/heads/...); other refs (tags, pull requests) are selected with --branch."""
@@ -259,13 +288,13 @@ def run_identity(git_config: dict[str, str], settings: Settings) -> Identity:
     return replace(identity, when=int(time.time()))
 
 
-def _resolve_target(refs: dict[str, str], name: str) -> str:
+def _resolve_target(refs: dict[str, str], name: str, where: str = "") -> str:
     for candidate in (name, f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"):
         if candidate.startswith("refs/") and candidate in refs and not candidate.startswith(PALIGN_NAMESPACE):
             return candidate
     close = difflib.get_close_matches(name, [short_name(ref) for ref in refs if ref.startswith(BRANCH_PREFIX)], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UnknownTarget(f"unknown target: {name!r} is not a branch or ref of the repository{hint}")
+    raise UnknownTarget(f"{where}unknown target: {name!r} is not a branch or ref of the repository{hint}")
 
 
 def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str]) -> list[str]:
@@ -294,15 +323,38 @@ def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str
 
 
 def _gather_facts(
-    mirror_path: Path, branch_refs: dict[str, str], targets: dict[str, Sha], workers: int
+    mirror_path: Path,
+    branch_refs: dict[str, str],
+    targets: dict[str, Sha],
+    workers: int,
+    on_step: Steps | None = None,
 ) -> list[BranchFacts]:
     """The planner's facts, in shares over the worker processes for large runs."""
-    if workers < 2 or len(branch_refs) < _PARALLEL_FACTS_FROM:
-        return gather_facts(open_repository(str(mirror_path)), branch_refs, targets)
+    total = len(branch_refs)
+
+    def advanced(done: int) -> None:
+        if on_step is not None:
+            on_step("gathering facts", done, total)
+
+    advanced(0)
+    if workers < 2 or total < _PARALLEL_FACTS_FROM:
+        return gather_facts(open_repository(str(mirror_path)), branch_refs, targets, on_branch=advanced)
     refs = list(branch_refs)
-    shares = [{ref: branch_refs[ref] for ref in refs[i::workers]} for i in range(workers)]
+    count = max(workers, min(4 * workers, total // _FACTS_SHARE))
+    shares = [{ref: branch_refs[ref] for ref in refs[i::count]} for i in range(count)]
+    gathered = 0
+
+    def share_done(share_facts: list[BranchFacts]) -> None:
+        nonlocal gathered
+        gathered += len(share_facts)
+        advanced(gathered)
+
     facts = map_local(
-        facts_of_share, (str(mirror_path),), [(share, branch_refs, targets) for share in shares], workers=workers
+        facts_of_share,
+        (str(mirror_path),),
+        [(share, branch_refs, targets) for share in shares],
+        workers=workers,
+        on_chunk=share_done,
     )
     order = {ref: i for i, ref in enumerate(refs)}
     return sorted(facts, key=lambda fact: order[fact.refname])

@@ -61,10 +61,12 @@ class PlanInfo:
     cluster_id: str
     stacked_on: str | None
     target_confidence: float
+    stale: bool = False  # no commit for longer than [plan] stale_days
 
     def to_json(self) -> dict[str, Any]:
         return {
             "category": self.category,
+            "stale": self.stale,
             "cluster_id": self.cluster_id,
             "stacked_on": self.stacked_on,
             "target_confidence": self.target_confidence,
@@ -74,11 +76,17 @@ class PlanInfo:
     def from_json(cls, data: Mapping[str, Any]) -> PlanInfo:
         try:
             stacked_on = data["stacked_on"]
+            category, stale = str(data["category"]), data.get("stale", False)
+            if category == "stale":  # a record of an older palign: its `stale` meant diverged and old
+                category, stale = "diverged", True
+            if not isinstance(stale, bool):
+                raise TypeError(f"stale must be true or false, not {stale!r}")
             return cls(
-                category=str(data["category"]),
+                category=category,
                 cluster_id=str(data["cluster_id"]),
                 stacked_on=None if stacked_on is None else str(stacked_on),
                 target_confidence=float(data["target_confidence"]),
+                stale=stale,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise MalformedRecord(f"not a branch's plan: {error}") from None

@@ -26,7 +26,7 @@ from palign.engine.scratch import ScratchStore
 from palign.executor.local import run_local
 from palign.executor.unit import adopt_changes
 from palign.folders import remove_orphans
-from palign.model import ApplyOutcome, BranchResult, Progress, PruneOutcome, RollbackOutcome
+from palign.model import ApplyOutcome, BranchResult, Progress, PruneOutcome, RollbackOutcome, Status, Steps
 from palign.prepare import DEFAULT_PRIORITY, Prepared, RunOptions, prepare, run_identity
 from palign.records import RunRecord, RunSpec, RunState
 from palign.report import RunReport, now
@@ -73,21 +73,38 @@ def new_run_id(at: datetime) -> str:
     return f"{at.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
-def plan(options: RunOptions, settings: Settings, *, forecast: bool = True) -> Prepared:
+def plan(options: RunOptions, settings: Settings, *, forecast: bool = True, on_step: Steps | None = None) -> Prepared:
     """The plan of a run, with each branch's forecast from an in-memory dry run of the real
-    alignment (nothing is written to REPO; the dry run's objects live in a scratch store)."""
-    prepared = prepare(options, settings, diff_ahead=forecast).as_forecast()
+    alignment (nothing is written to REPO; the dry run's objects live in a scratch store).
+    `on_step` hears each long step start and advance: the mirror, the facts, the forecast."""
+    prepared = prepare(options, settings, diff_ahead=forecast, on_step=on_step).as_forecast()
     if forecast and prepared.requests:
         git_config = commit_settings(prepared.mirror.location)
         label = f"plan-{secrets.token_hex(3)}"
+        counted = _counted(on_step, "forecasting", len(prepared.requests))
         with ScratchStore(prepared.mirror.path, label, root=settings.scratch_dir, git_config=git_config) as scratch:
-            results = _align_all(options, settings, prepared, scratch.path, git_config, None)
+            results = _align_all(options, settings, prepared, scratch.path, git_config, counted)
         by_name = {r.branch_name: r for r in results}
         prepared.plan = replace(
             prepared.plan,
             branches=[replace(b, forecast=by_name[b.branch_name].status.value) for b in prepared.plan.branches],
         )
     return prepared
+
+
+def _counted(on_step: Steps | None, step: str, total: int) -> Progress | None:
+    """Branch results as the advance of `step` (out of `total` branches)."""
+    if on_step is None:
+        return None
+    done = 0
+    on_step(step, done, total)
+
+    def advance(_branch: str, _status: Status) -> None:
+        nonlocal done
+        done += 1
+        on_step(step, done, total)
+
+    return advance
 
 
 def _align_all(
@@ -119,13 +136,14 @@ def run(
     *,
     on_progress: Progress | None = None,
     on_planned: Callable[[int], None] | None = None,
+    on_step: Steps | None = None,
 ) -> RunReport:
     """A run on this machine's process pool, to its report (and its apply when asked)."""
     started_at = now()
     clock = time.perf_counter()
     run_id = new_run_id(started_at)
     with _phase("checking input, syncing the mirror and planning", run_id):
-        prepared = prepare(options, settings, diff_ahead=True)
+        prepared = prepare(options, settings, diff_ahead=True, on_step=on_step)
     mirror, requests = prepared.mirror, list(prepared.requests.values())
     if on_planned is not None:
         on_planned(len(requests))
@@ -161,7 +179,11 @@ def _distributed(settings: Settings) -> DistributedRuns:
 
 
 def submit(
-    options: RunOptions, settings: Settings, *, on_planned: Callable[[int], None] | None = None
+    options: RunOptions,
+    settings: Settings,
+    *,
+    on_planned: Callable[[int], None] | None = None,
+    on_step: Steps | None = None,
 ) -> tuple[str, DistributedRuns]:
     """Plan a run and enqueue it on the Celery workers; returns its id (and the client).
     The broker is checked first and every input before anything is written; backups of
@@ -171,7 +193,7 @@ def submit(
     started_at = now()
     run_id = new_run_id(started_at)
     with _phase("checking input, syncing the mirror and planning", run_id):
-        prepared = prepare(options, settings)
+        prepared = prepare(options, settings, on_step=on_step)
     requests = list(prepared.requests.values())
     if on_planned is not None:
         on_planned(len(requests))
@@ -212,8 +234,9 @@ def run_distributed(
     *,
     on_progress: Progress | None = None,
     on_planned: Callable[[int], None] | None = None,
+    on_step: Steps | None = None,
 ) -> RunReport:
-    run_id, runs = submit(options, settings, on_planned=on_planned)
+    run_id, runs = submit(options, settings, on_planned=on_planned, on_step=on_step)
     with _phase("waiting for the workers", run_id):
         return runs.wait(run_id, on_progress=on_progress, timeout=options.timeout)
 

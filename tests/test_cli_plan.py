@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from palign.planner.planfile import SCHEMA_PATH
-from tests.conftest import git_out, read_report, refs_snapshot, run_palign
-from tests.gitrepo import GitRepo
+from tests.conftest import branches_of, git_out, read_report, refs_snapshot, run_palign
+from tests.gitrepo import GitRepo, hermetic_env
+from tests.repos import large_fleet_repo
 
 
 def test_plan_writes_nothing_and_forecasts_like_the_run(demo_repo: Path, tmp_path: Path) -> None:
@@ -60,8 +67,9 @@ def test_malformed_plan_file_is_an_input_error(demo_repo: Path, tmp_path: Path) 
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_several_targets_each_branch_onto_the_one_it_forked_from(tmp_path: Path) -> None:
-    repo = GitRepo.init(tmp_path / "repo")
+def _two_targets_repo(path: Path) -> GitRepo:
+    """fix/on-release forked from release/1.x, feature/on-main from main; both targets moved."""
+    repo = GitRepo.init(path)
     repo.write("a.txt", "a\n")
     repo.commit("base")
     repo.new_branch("release/1.x")
@@ -78,6 +86,11 @@ def test_several_targets_each_branch_onto_the_one_it_forked_from(tmp_path: Path)
         repo.checkout(target)
         repo.write(change, "moved\n")
         repo.commit(f"{target} moves")
+    return repo
+
+
+def test_several_targets_each_branch_onto_the_one_it_forked_from(tmp_path: Path) -> None:
+    repo = _two_targets_repo(tmp_path / "repo")
     result = run_palign(
         "run", str(repo.path), "--onto", "main", "--onto", "release/1.x", "--report-dir", str(tmp_path / "r")
     )
@@ -182,8 +195,8 @@ def test_run_infers_a_six_level_stack_and_blocks_above_a_conflict(tmp_path: Path
     ]
     assert "stack/3" in branches["stack/4"]["error_message"]
     assert branches["stack/4"]["stacked_on"] == "stack/3" and branches["stack/0"]["stacked_on"] is None
-    # The test history has pinned (old) dates: every branch is behind main and long untouched.
-    assert {b["category"] for b in branches.values()} == {"stale"}
+    # The test history has pinned (old) dates: every branch lacks main's commit and is long untouched.
+    assert {(b["category"], b["stale"]) for b in branches.values()} == {("diverged", True)}
     assert all(b["cluster_id"] for b in branches.values())
     for level in (1, 2):  # each level sits on the aligned level below and replays only its own commit
         assert branches[f"stack/{level}"]["commits_replayed"] == 1
@@ -202,3 +215,175 @@ def test_facts_gathered_in_shares_give_the_same_plan(demo_repo: Path, monkeypatc
     shared = write_plan(prepare.prepare(options, Settings.load()).plan)
     assert shared == alone
     assert json.loads(shared)["branches"]
+
+
+def _stale_and_recent_repo(path: Path) -> GitRepo:
+    """old-diverged and old-behind have pinned (2023) dates; recent-diverged a commit of today."""
+    repo = GitRepo.init(path)
+    repo.write("a.txt", "a\n")
+    repo.commit("base")
+    repo.new_branch("old-behind")
+    repo.new_branch("old-diverged", "main")
+    repo.write("old.txt", "old\n")
+    repo.commit("an old change")
+    repo.new_branch("recent-diverged", "main")
+    repo.write("recent.txt", "recent\n")
+    today = f"{int(time.time())} +0000"
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "a change of today", env=hermetic_env({"GIT_COMMITTER_DATE": today}))
+    repo.checkout("main")
+    repo.write("main.txt", "moves\n")
+    repo.commit("main moves")
+    return repo
+
+
+def test_an_old_branch_keeps_its_category_and_is_marked_stale(tmp_path: Path) -> None:
+    repo = _stale_and_recent_repo(tmp_path / "repo")
+    expected = {
+        "old-diverged": ("diverged", True),
+        "old-behind": ("behind", True),
+        "recent-diverged": ("diverged", False),
+    }
+    planned = run_palign("plan", str(repo.path), "--onto", "main", "--json", "--no-forecast")
+    assert planned.code == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    jsonschema.validate(plan, json.loads(SCHEMA_PATH.read_text()))
+    assert {b["branch_name"]: (b["category"], b["stale"]) for b in plan["branches"]} == expected
+
+    table = run_palign("plan", str(repo.path), "--onto", "main", "--no-forecast")
+    assert table.code == 0, table.stderr
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()[1:-1]}
+    header = table.stdout.splitlines()[0].split()
+    assert header[3:6] == ["from", "category", "stale"]
+    assert {name: (row[4], row[5]) for name, row in rows.items()} == {
+        name: (category, "yes" if stale else "-") for name, (category, stale) in expected.items()
+    }
+
+    ran = run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "r"))
+    assert ran.code == 0, ran.stdout + ran.stderr
+    branches = branches_of(read_report(tmp_path / "r"))
+    assert {name: (b["category"], b["stale"]) for name, b in branches.items()} == expected
+
+
+def test_a_plan_file_of_an_older_palign_with_category_stale_still_runs(tmp_path: Path) -> None:
+    repo = _stale_and_recent_repo(tmp_path / "repo")
+    planned = run_palign("plan", str(repo.path), "--onto", "main", "--json", "--no-forecast")
+    assert planned.code == 0, planned.stderr
+    old = json.loads(planned.stdout)
+    for branch in old["branches"]:  # as palign wrote it before staleness became a field of its own
+        del branch["stale"]
+        if branch["branch_name"] == "old-diverged":
+            branch["category"] = "stale"
+    jsonschema.validate(old, json.loads(SCHEMA_PATH.read_text()))
+    plan_file = tmp_path / "old-plan.json"
+    plan_file.write_text(json.dumps(old))
+    ran = run_palign(
+        "run", str(repo.path), "--onto", "main", "--plan", str(plan_file), "--report-dir", str(tmp_path / "r")
+    )
+    assert ran.code == 0, ran.stdout + ran.stderr
+    branches = branches_of(read_report(tmp_path / "r"))
+    assert (branches["old-diverged"]["category"], branches["old-diverged"]["stale"]) == ("diverged", True)
+    assert branches["old-diverged"]["status"] == "aligned"
+
+
+def test_a_plan_file_gives_the_targets_when_no_onto_is_given(tmp_path: Path) -> None:
+    repo = _two_targets_repo(tmp_path / "repo")
+    planned = run_palign("plan", str(repo.path), "--onto", "main", "--onto", "release/1.x", "--json", "--no-forecast")
+    assert planned.code == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    required = ("branch_name", "assigned_target", "confidence", "tags", "cluster_id")
+    plan["branches"] = [{k: b[k] for k in required} for b in plan["branches"]]  # as another tool writes it
+    del plan["targets"], plan["units"]
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    result = run_palign("run", str(repo.path), "--plan", str(plan_file), "--report-dir", str(tmp_path / "r"))
+    assert result.code == 0, result.stdout + result.stderr
+    report = read_report(tmp_path / "r")
+    grouped = {t: [b["branch_name"] for b in v["branches"]] for t, v in report["orchestration_results"].items()}
+    assert grouped == {"main": ["feature/on-main"], "release/1.x": ["fix/on-release"]}
+    for target, branches in report["orchestration_results"].items():
+        new_sha = branches["branches"][0]["new_sha"]
+        assert repo.is_ancestor(target, new_sha) and branches["target_sha"] == repo.rev(target)
+
+
+def test_run_needs_onto_or_a_plan_file(tmp_path: Path) -> None:
+    repo = _two_targets_repo(tmp_path / "repo")
+    result = run_palign("run", str(repo.path), "--report-dir", str(tmp_path / "r"))
+    assert (result.code, result.stdout) == (2, "")
+    assert result.stderr == "palign: error: give --onto TARGET, or --plan FILE whose branches name their targets\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_plan_file_naming_an_unknown_target_is_refused_with_its_line(tmp_path: Path) -> None:
+    repo = _two_targets_repo(tmp_path / "repo")
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(
+        '{"branches": [\n'
+        '  {"branch_name": "feature/on-main", "assigned_target": "main", "confidence": 1, "tags": [],'
+        ' "cluster_id": 1},\n'
+        '  {"branch_name": "fix/on-release", "assigned_target": "release/9.x", "confidence": 1, "tags": [],'
+        ' "cluster_id": 2}\n]}\n'
+    )
+    before = refs_snapshot(repo.path)
+    result = run_palign("run", str(repo.path), "--plan", str(plan_file), "--report-dir", str(tmp_path / "r"))
+    assert result.code == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("palign: error: plan file line 3: unknown target: 'release/9.x'")
+    assert len(result.stderr.splitlines()) == 1
+    assert refs_snapshot(repo.path) == before
+
+
+def _on_a_terminal(*args: str) -> tuple[int, str, list[str]]:
+    """palign as a user at a terminal runs it: stderr on a pseudo-terminal, stdout piped
+    (`palign plan --json > plan.json`). Returns the exit code, stdout and the lines drawn
+    on the terminal (each redraw of the bar a line, colours stripped)."""
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TTY_", "NO_COLOR", "FORCE_COLOR"))}
+    env.update(TERM="xterm", COLUMNS="120")
+    proc = subprocess.Popen([sys.executable, "-m", "palign", *args], stdout=subprocess.PIPE, stderr=follower, env=env)
+    os.close(follower)
+    drawn: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: palign has exited and the terminal is closed
+                return
+            if not data:
+                return
+            drawn.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    stdout, _ = proc.communicate(timeout=300)
+    reader.join(timeout=60)
+    os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(drawn).decode("utf-8", "replace"))
+    return proc.returncode, stdout.decode(), [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
+
+
+def test_plan_shows_its_progress_on_a_terminal_and_keeps_json_on_stdout(tmp_path: Path) -> None:
+    repo = large_fleet_repo(tmp_path / "repo", independent=200, stacks=20, depth=3)  # 260 branches
+    args = ("plan", str(repo.path), "--onto", "main", "--json", "--workers", "2")
+    code, stdout, drawn = _on_a_terminal(*args)
+    assert code == 0, drawn
+    assert len(json.loads(stdout)["branches"]) == 260
+    steps = [re.sub(r"[^a-z ].*", "", line).strip() for line in drawn]  # the words before the bar
+    assert list(dict.fromkeys(steps)) == ["syncing the mirror", "gathering facts", "forecasting"], drawn
+    for step in ("gathering facts", "forecasting"):
+        counts = [re.findall(r"\d+/\d+ branches", line) for line in drawn if line.startswith(step)]
+        assert counts[0] == ["0/260 branches"] and counts[-1] == ["260/260 branches"], drawn
+
+    piped = run_palign(*args)  # not a terminal: not a word on stderr
+    assert (piped.code, piped.stderr) == (0, "")
+    assert json.loads(piped.stdout) == json.loads(stdout)
+
+
+def test_run_shows_the_facts_then_the_alignment_on_a_terminal(tmp_path: Path) -> None:
+    repo = large_fleet_repo(tmp_path / "repo", independent=30, stacks=2, depth=2)  # 34 branches
+    code, stdout, drawn = _on_a_terminal("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "r"))
+    assert code == 1, drawn  # every third branch conflicts
+    assert "report:" in stdout
+    steps = [re.sub(r"[^a-z ].*", "", line).strip() for line in drawn]
+    assert list(dict.fromkeys(steps)) == ["syncing the mirror", "gathering facts", "aligning"], drawn
+    assert re.findall(r"\d+/\d+ branches", drawn[-1]) == ["34/34 branches"], drawn

@@ -191,26 +191,44 @@ def test_a_declared_parent_must_be_selected() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seen", "age_days", "category"),
+    ("seen", "category"),
     [
-        (tf(common=False), 0, Category.ORPHAN),
-        (tf(ahead=3, behind=0), 999, Category.UP_TO_DATE),
-        (tf(ahead=0, behind=0, in_target=True, first_parent=True), 0, Category.UP_TO_DATE),
-        (tf(ahead=0, behind=4, in_target=True, first_parent=True), 999, Category.BEHIND),
-        (tf(ahead=0, behind=4, in_target=True), 0, Category.MERGED),
-        (tf(ahead=2, behind=4, patch=True), 999, Category.MERGED),
-        (tf(ahead=2, behind=4), 31, Category.STALE),
-        (tf(ahead=2, behind=4), 29, Category.DIVERGED),
+        (tf(common=False), Category.ORPHAN),
+        (tf(ahead=3, behind=0), Category.UP_TO_DATE),
+        (tf(ahead=0, behind=0, in_target=True, first_parent=True), Category.UP_TO_DATE),
+        (tf(ahead=0, behind=4, in_target=True, first_parent=True), Category.BEHIND),
+        (tf(ahead=0, behind=4, in_target=True), Category.MERGED),
+        (tf(ahead=2, behind=4, patch=True), Category.MERGED),
+        (tf(ahead=2, behind=4), Category.DIVERGED),
     ],
 )
-def test_every_category_and_its_precedence(seen: TargetFacts, age_days: int, category: Category) -> None:
-    assert categorize(bf("a", {MAIN: seen}, age_days=age_days), MAIN, 30, NOW) is category
+def test_every_category_and_its_precedence(seen: TargetFacts, category: Category) -> None:
+    assert categorize(bf("a", {MAIN: seen}), MAIN) is category
 
 
-def test_no_stale_limit_and_unknown_target() -> None:
-    old = bf("a", {MAIN: tf()}, age_days=10_000)
-    assert categorize(old, MAIN, None, NOW) is Category.DIVERGED
-    assert categorize(old, REL, 30, NOW) is Category.ORPHAN  # judged against the assigned target
+def test_unknown_target_is_orphan() -> None:
+    assert categorize(bf("a", {MAIN: tf()}), REL) is Category.ORPHAN  # judged against the assigned target
+
+
+def test_staleness_is_told_apart_from_the_category() -> None:
+    """An old branch keeps its category (diverged, behind...): staleness is a field of its own."""
+    behind = tf(ahead=0, behind=4, in_target=True, first_parent=True)
+    facts = [
+        bf("old-diverged", {MAIN: tf(ahead=2, behind=4)}, age_days=31),
+        bf("old-behind", {MAIN: behind}, age_days=31),
+        bf("recent-diverged", {MAIN: tf(ahead=2, behind=4)}, age_days=29),
+        bf("recent-behind", {MAIN: behind}, age_days=0),
+    ]
+    plan = make_plan(facts, [MAIN], stale_days=30, now=NOW)
+    assert {b.branch_name: (b.category, b.stale) for b in plan.branches} == {
+        "old-diverged": (Category.DIVERGED, True),
+        "old-behind": (Category.BEHIND, True),
+        "recent-diverged": (Category.DIVERGED, False),
+        "recent-behind": (Category.BEHIND, False),
+    }
+    unlimited = make_plan(facts, [MAIN], stale_days=None, now=NOW)
+    assert not any(b.stale for b in unlimited.branches)
+    assert [b.category for b in unlimited.branches] == [b.category for b in plan.branches]
 
 
 # ---- units --------------------------------------------------------------------------

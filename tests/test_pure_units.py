@@ -867,6 +867,15 @@ def test_queued_branch_round_trip_and_refusals() -> None:
         QueuedBranch.from_json("refs/heads/a", {**queued.to_json(), "old_sha": "nope"})
 
 
+def test_plan_info_carries_staleness_and_reads_an_older_palign_s_stale_category() -> None:
+    info = PlanInfo("behind", "k", None, 1.0, stale=True)
+    assert PlanInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
+    older = {"category": "stale", "cluster_id": "k", "stacked_on": None, "target_confidence": 1.0}
+    assert PlanInfo.from_json(older) == PlanInfo("diverged", "k", None, 1.0, stale=True)
+    with pytest.raises(MalformedRecord):
+        PlanInfo.from_json({**info.to_json(), "stale": "yes"})
+
+
 @pytest.mark.parametrize("data", [None, [], "x"])
 def test_queued_branch_from_json_refuses_a_non_dict(data: Any) -> None:
     with pytest.raises(MalformedRecord):

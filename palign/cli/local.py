@@ -17,6 +17,7 @@ from palign.cli.options import (
     CONFIG,
     CONTEXT,
     ONTO,
+    ONTO_OR_PLAN,
     STRATEGY,
     WORKERS,
     Age,
@@ -32,7 +33,7 @@ from palign.report import check_writable, write
 
 @click.command(context_settings=CONTEXT)
 @click.argument("repo")
-@ONTO
+@ONTO_OR_PLAN
 @BRANCH
 @STRATEGY
 @WORKERS
@@ -123,9 +124,11 @@ def run(
 ) -> None:
     """Align branches of REPO (a path or a file/ssh/http(s)/git URL) onto TARGET.
 
-    With several --onto, each branch goes onto the target it forked from most recently
-    (rules in palign.toml win). A branch built on another selected branch is aligned onto
-    that branch's result, after it (a stack); if that one does not align, it is blocked.
+    With several --onto, each branch goes onto the target against which its own change is
+    smallest (rules in palign.toml win). With --plan and no --onto, the targets are those
+    the plan file assigns its branches to. A branch built on another selected branch is
+    aligned onto that branch's result, after it (a stack); if that one does not align, it
+    is blocked.
 
     Backups of every selected branch go to refs/palign/backup/RUN_ID/ before anything
     else, results to refs/palign/staged/RUN_ID/. Exit status: 0 every branch aligned,
@@ -165,10 +168,12 @@ def run(
     try:
         if options.on_workers:
             report = service.run_distributed(
-                options, settings, on_progress=progress.advance, on_planned=progress.planned
+                options, settings, on_progress=progress.advance, on_planned=progress.planned, on_step=progress.step
             )
         else:
-            report = service.run(options, settings, on_progress=progress.advance, on_planned=progress.planned)
+            report = service.run(
+                options, settings, on_progress=progress.advance, on_planned=progress.planned, on_step=progress.step
+            )
     finally:
         progress.stop()
     json_path, _ = write(report, report_dir)
@@ -197,8 +202,10 @@ def plan(
 ) -> None:
     """Show what a run would do, writing nothing: each branch's target (its confidence, and
     where it came from: a plan file, palign.toml, REPO's git-machete layout or upstream, the
-    branch's stack, inference), category, ahead/behind counts, the branch it is stacked on,
-    its cluster of branches touching the same files, and a forecast from an in-memory dry run.
+    branch's stack, inference), category (up_to_date, behind, diverged, merged or orphan),
+    whether it is stale (no commit for [plan] stale_days of palign.toml, 90 by default),
+    ahead/behind counts, the branch it is stacked on, its cluster of branches touching the
+    same files, and a forecast from an in-memory dry run.
 
     `palign plan --json > plan.json` writes a plan file that `palign run --plan` executes.
     """
@@ -210,7 +217,11 @@ def plan(
         workers=workers,
         config=config,
     )
-    prepared = service.plan(options, local_settings(), forecast=not no_forecast)
+    progress = output.Progress()
+    try:
+        prepared = service.plan(options, local_settings(), forecast=not no_forecast, on_step=progress.step)
+    finally:
+        progress.stop()
     if as_json:
         click.echo(write_plan(prepared.plan), nl=False)
         return

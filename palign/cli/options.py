@@ -22,6 +22,14 @@ ONTO = click.option(
     metavar="TARGET",
     help="Branch (or ref) to align onto, e.g. main; repeatable (main, release/2.x ...).",
 )
+ONTO_OR_PLAN = click.option(  # `palign run`: a plan file names its branches' targets
+    "--onto",
+    "targets",
+    multiple=True,
+    metavar="TARGET",
+    help="Branch (or ref) to align onto, e.g. main; repeatable (main, release/2.x ...). "
+    "Default with --plan: the targets the plan file assigns, in the order they first appear.",
+)
 BRANCH = click.option(
     "--branch",
     "branch_globs",

@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,40 +45,73 @@ def warn_about_login(repo: str) -> None:
 
 
 class Progress:
-    """A progress bar on stderr when it is a terminal; silent otherwise."""
+    """Progress on stderr when it is a terminal, silent otherwise; never on stdout, which
+    may carry JSON. One bar, for one step at a time: syncing the mirror, gathering facts,
+    forecasting or aligning."""
+
+    _EVERY = 0.1  # seconds between two redraws (counting thousands of branches costs little)
 
     def __init__(self) -> None:
         self._bar: Any = None
         self._task: Any = None
+        self._step: str | None = None
+        self._done = self._total = 0
+        self._drawn = 0.0
+
+    def step(self, step: str, done: int, total: int) -> None:
+        """`step` is `done` of `total` branches along (a total of 0: not counted)."""
+        if self._bar is None and not self._start():
+            return
+        self._done, self._total = done, total
+        count = f"{done}/{total} branches" if total else ""
+        if step != self._step:  # a new step: its own bar and clock (adding it draws it)
+            if self._task is not None:
+                self._bar.remove_task(self._task)
+            self._step = step
+            self._task = self._bar.add_task(step, total=total or None, completed=done, count=count)
+            return
+        self._bar.update(self._task, completed=done, count=count)
+        self._draw(force=done == total)
 
     def planned(self, total: int) -> None:
-        if not sys.stderr.isatty():
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
-        from rich.progress import Progress as RichProgress
-
-        # No refresh thread: the worker pool forks, which is only safe with a single thread.
-        self._bar = RichProgress(
-            "[bold]aligning",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=True,
-            auto_refresh=False,
-            console=Console(stderr=True),
-        )
-        self._bar.start()
-        self._task = self._bar.add_task("align", total=total)
+        self.step("aligning", 0, total)
 
     def advance(self, _branch: str, _status: Status) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-            self._bar.refresh()
+        if self._step is not None:
+            self.step(self._step, self._done + 1, self._total)
 
     def stop(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+            self._bar = self._task = self._step = None
+
+    def _start(self) -> bool:
+        if not sys.stderr.isatty():
+            return False
+        from rich.console import Console
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        # No refresh thread: the worker pool forks, which is only safe with a single thread.
+        # stdout is left alone: `palign plan --json` prints the plan there.
+        self._bar = RichProgress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
+            transient=True,
+            auto_refresh=False,
+            redirect_stdout=False,
+            console=Console(stderr=True),
+        )
+        self._bar.start()
+        return True
+
+    def _draw(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if force or now - self._drawn >= self._EVERY:
+            self._bar.refresh()
+            self._drawn = now
 
 
 def run_summary(report: RunReport, json_path: Path | None) -> None:
@@ -120,7 +154,8 @@ def demo_next_steps(repository: Path, run_id: str) -> None:
 
 
 def plan_table(plan: Plan) -> None:
-    rows = [("branch", "target", "conf", "from", "category", "ahead", "behind", "stacked on", "cluster", "forecast")]
+    header = ("branch", "target", "conf", "from", "category", "stale", "ahead", "behind", "stacked on", "cluster")
+    rows = [(*header, "forecast")]
     for b in sorted(plan.branches, key=lambda b: (b.assigned_target, cluster_order(b.cluster_id), b.branch_name)):
         rows.append(
             (
@@ -129,6 +164,7 @@ def plan_table(plan: Plan) -> None:
                 f"{b.confidence:.2f}",
                 b.target_source,
                 b.category.value,
+                "yes" if b.stale else "-",
                 str(b.ahead),
                 str(b.behind),
                 b.parent or "-",

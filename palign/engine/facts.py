@@ -11,7 +11,7 @@ find there is no merge base.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import pygit2
 
@@ -70,9 +70,7 @@ class _Inspector:
         check, a walk per branch and target."""
         return list(_own_commits(self.repo, tip, target)) if self.counts(tip, target)[0] else []
 
-    def contained_tips(
-        self, tips: Mapping[pygit2.Oid, list[str]], target: pygit2.Oid
-    ) -> dict[pygit2.Oid, set[str]]:
+    def contained_tips(self, tips: Mapping[pygit2.Oid, list[str]], target: pygit2.Oid) -> dict[pygit2.Oid, set[str]]:
         """Per tip, the refs of the other selected tips among its own commits against
         `target`: one walk of every branch's own commits (`TARGET..TIPS`), children before
         parents, each commit passing on to its parents the tips that reach it (a bit
@@ -198,6 +196,7 @@ def gather_facts(
     *,
     with_patch_ids: bool = False,
     all_refs: Mapping[str, str] | None = None,
+    on_branch: Callable[[int], None] | None = None,
 ) -> list[BranchFacts]:
     """Facts of every branch of `branch_refs` (refname -> sha) against every target of
     `targets` (target name -> sha; the names key `BranchFacts.targets`), in input order.
@@ -206,6 +205,7 @@ def gather_facts(
 
     `with_patch_ids` also checks whether diverged branches are merged by patch id, which
     costs a walk of the target commits each such branch lacks (patch ids are memoised).
+    `on_branch` hears how many branches are done after each one.
     """
     try:
         inspector = _Inspector(repo)
@@ -237,6 +237,8 @@ def gather_facts(
                     contains=frozenset(contains),
                 )
             )
+            if on_branch is not None:
+                on_branch(len(facts))
         return facts
     except pygit2.GitError as error:
         raise InfrastructureError(f"reading the repository failed: {error}") from error

@@ -76,15 +76,23 @@ def run_local(
 
 
 def map_local(
-    function: Callable[..., list[Any]], fixed: tuple[Any, ...], chunks: Sequence[Any], *, workers: int
+    function: Callable[..., list[Any]],
+    fixed: tuple[Any, ...],
+    chunks: Sequence[Any],
+    *,
+    workers: int,
+    on_chunk: Callable[[list[Any]], None] | None = None,
 ) -> list[Any]:
     """`function(*fixed, chunk)` for every chunk on `workers` processes; results flattened,
-    in no particular order."""
+    in no particular order. `on_chunk` sees each chunk's results as they come."""
     out: list[Any] = []
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(chunks))), mp_context=_pool_context()) as pool:
         for future in as_completed([pool.submit(function, *fixed, chunk) for chunk in chunks]):
             try:
-                out.extend(future.result())
+                results = future.result()
             except BrokenProcessPool as error:
                 raise InfrastructureError(f"a worker process died ({error})") from None
+            out.extend(results)
+            if on_chunk is not None:
+                on_chunk(results)
     return out

@@ -13,13 +13,13 @@ from typing import Any
 
 
 class Category(str, Enum):
-    """What a branch needs relative to its target (see `plan.categorize` for precedence)."""
+    """What a branch needs relative to its target (see `plan.categorize` for precedence).
+    How long it has gone without a commit is another matter: `PlannedBranch.stale`."""
 
     UP_TO_DATE = "up_to_date"  # contains the target's tip: nothing to do
     BEHIND = "behind"  # an old commit of the target's first-parent line: fast-forwardable
     DIVERGED = "diverged"  # own commits and missing target commits: needs aligning
     MERGED = "merged"  # its changes are already in the target (ancestry or patch-id)
-    STALE = "stale"  # diverged, but no commit for longer than the stale limit
     ORPHAN = "orphan"  # no common history with its target
 
 
@@ -114,6 +114,7 @@ class PlannedBranch:
     # Why this target (an `Assignment.source`), for display: a plan file read back pins
     # the same decisions, so two plans differing only in it are the same plan.
     target_source: str = field(default="inferred", compare=False)
+    stale: bool = False  # no commit for longer than the stale limit, whatever its category
 
 
 @dataclass(frozen=True)

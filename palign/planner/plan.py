@@ -22,6 +22,7 @@ __all__ = [
     "cluster",
     "follow_roots",
     "infer_dependencies",
+    "is_stale",
     "make_plan",
 ]
 
@@ -165,8 +166,8 @@ def infer_dependencies(
     return parents
 
 
-def categorize(facts: BranchFacts, target: str, stale_days: int | None, now: float) -> Category:
-    """Precedence: orphan > up_to_date > behind > merged > stale > diverged.
+def categorize(facts: BranchFacts, target: str) -> Category:
+    """Precedence: orphan > up_to_date > behind > merged > diverged.
 
     `behind` is a tip on the target's first-parent line (a plain fast-forward); any
     other tip reachable from the target was merged into it. Orphan is judged against
@@ -181,9 +182,13 @@ def categorize(facts: BranchFacts, target: str, stale_days: int | None, now: flo
         return Category.BEHIND if seen.on_first_parent_chain else Category.MERGED
     if seen.merged_by_patch_id:
         return Category.MERGED
-    if stale_days is not None and now - facts.last_commit_time > stale_days * DAY:
-        return Category.STALE
     return Category.DIVERGED
+
+
+def is_stale(facts: BranchFacts, stale_days: int | None, now: float) -> bool:
+    """No commit on the branch for longer than `stale_days` (None: no limit). Told apart
+    from the category, so an old branch still says whether it is behind or diverged."""
+    return stale_days is not None and now - facts.last_commit_time > stale_days * DAY
 
 
 def build_units(planned: Sequence[PlannedBranch], batch_threshold: int = 2, batch_size: int = 8) -> list[Unit]:
@@ -291,7 +296,7 @@ def make_plan(
     for branch in facts:
         assignment = assigned[branch.name]
         seen = branch.on(assignment.target)
-        category = categorize(branch, assignment.target, stale_days, now)
+        category = categorize(branch, assignment.target)
         parent = parents[branch.name]
         structural = _tags(assignment, parent, branch.name in with_children)
         tags = list(dict.fromkeys([*extra_tags.get(branch.name, []), *structural]))
@@ -311,6 +316,7 @@ def make_plan(
                 depends_on=[parent] if parent is not None else [],
                 cost=_cost(branch, assignment.target, category, by_name[parent] if parent is not None else None),
                 target_source=assignment.source,
+                stale=is_stale(branch, stale_days, now),
             )
         )
     return Plan(list(targets), planned, build_units(planned, batch_threshold, batch_size))

@@ -40,6 +40,7 @@ def _branch_json(branch: PlannedBranch) -> dict[str, Any]:
         "cluster_id": branch.cluster_id,
         "depends_on": list(branch.depends_on),
         "category": branch.category.value,
+        "stale": branch.stale,
         "ahead": branch.ahead,
         "behind": branch.behind,
         "parent": branch.parent,
