@@ -20,7 +20,7 @@ from tests.conftest import run_palign
 from tests.gitrepo import GitRepo
 
 LONG_LIVED = [
-    *("main", "master", "trunk", "develop", "next", "stable", "gh-pages", "production"),
+    *("main", "master", "trunk", "devel", "develop", "next", "stable", "gh-pages", "production"),  # devel: ansible
     *("9.1.x", "1.x", "10.2.x", "v18.x", "1.14", "5.1", "12.0"),  # pytest, node, sympy
     *("stable-2.17", "stable/5.1.x", "release1.6.0", "release/2.x", "release-1.2", "releases/2024"),
     *("maint", "maint-2.3", "maintenance/1.x"),
