@@ -1,12 +1,13 @@
 """palign.toml: the operator's settings for a repository's runs.
 
 [targets]                 # glob on the branch name -> target, first match wins
-"release/*" = "release/2.x"
+"hotfix/*" = "release/2.x"
 [dependencies]            # branch -> the branch it is stacked on ("" for none)
 "feature/b" = "feature/a"
 [plan]
 stale_days = 90           # no commit for this long: the branch is marked stale
 cluster_threshold = 0.2   # Jaccard similarity of touched paths
+long_lived = ["main", "[0-9]*.x"]  # branches that live on (replaces DEFAULT_LONG_LIVED)
 [validate]                # checks run on every aligned result, in order (palign.validation)
 tests = "pytest -x -q"
 slow = { run = "make check", timeout = 300, retries = 1 }
@@ -36,7 +37,23 @@ else:  # pragma: no cover - Python 3.10
 
 DEFAULT_FILE = "palign.toml"
 SECTIONS = ("targets", "dependencies", "plan", "validate")
-PLAN_KEYS = ("stale_days", "cluster_threshold")
+PLAN_KEYS = ("stale_days", "cluster_threshold", "long_lived")
+
+# Branches that live on beside the targets: trunks, maintenance and release lines,
+# deployment branches. Without --branch they are not selected (a run would rebase a
+# maintenance line onto main), and a branch whose tip one of them already holds is never
+# a stack parent (see `plan.infer_dependencies`). Globs as --branch takes them: on the
+# short name (`*` crosses `/`), or on the full ref for globs starting with refs/. The
+# version globs are spelled digit by digit so that `123-fix-py3.12` stays a pull request.
+DEFAULT_LONG_LIVED = (
+    *("main", "master", "trunk", "devel", "develop", "development", "dev", "next", "stable", "staging", "production"),
+    "gh-pages",
+    *("[0-9]*.x", "v[0-9]*.x"),  # pytest 9.1.x, 1.x; node v18.x
+    *("[0-9].[0-9]", "[0-9].[0-9][0-9]", "[0-9][0-9].[0-9]", "[0-9][0-9].[0-9][0-9]"),  # sympy 1.14
+    *("stable/*", "stable-*"),  # django stable/5.1.x, ansible stable-2.17
+    *("release*", "releases/*"),  # release/2.x, release-1.2, ansible release1.6.0
+    *("maint", "maint-*", "maint/*", "maintenance/*"),
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,7 @@ class Config:
     dependencies: dict[str, str | None] = field(default_factory=dict)
     stale_days: int | None = 90
     cluster_threshold: float = 0.2
+    long_lived: tuple[str, ...] = DEFAULT_LONG_LIVED
     checks: tuple[Check, ...] = ()
     source: str = DEFAULT_FILE  # the file, as error messages name it
     rule_lines: dict[str, int | None] = field(default_factory=dict)  # [targets] glob -> its line
@@ -79,7 +97,7 @@ def load(path: Path | None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: {error}") from None
     _refuse_unknown_names(path, text, data)
-    config = _parse(path, data)
+    config = _parse(path, data, text)
     rule_lines = {glob: line_of(text, glob, section="targets") for glob, _ in config.rules}
     return replace(config, source=str(path), rule_lines=rule_lines)
 
@@ -139,7 +157,7 @@ def line_of(text: str, name: str, section: str | None = None) -> int | None:
     return None
 
 
-def _parse(path: Path, data: dict[str, Any]) -> Config:
+def _parse(path: Path, data: dict[str, Any], text: str) -> Config:
     targets = data.get("targets", {})
     dependencies = data.get("dependencies", {})
     plan = data.get("plan", {})
@@ -158,10 +176,15 @@ def _parse(path: Path, data: dict[str, Any]) -> Config:
         raise InputError(f"{path}: [plan] stale_days must be a whole number of days")
     if not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         raise InputError(f"{path}: [plan] cluster_threshold must be in (0, 1]")
+    long_lived = plan.get("long_lived", DEFAULT_LONG_LIVED)
+    if not isinstance(long_lived, (list, tuple)) or not all(isinstance(g, str) and g for g in long_lived):
+        where = _where(path, line_of(text, "long_lived", section="plan"))
+        raise InputError(f'{where}: [plan] long_lived must be a list of branch globs, like ["main", "[0-9]*.x"]')
     return Config(
         rules=tuple(targets.items()),
         dependencies={child: parent or None for child, parent in dependencies.items()},
         stale_days=stale_days or None,
         cluster_threshold=float(threshold),
+        long_lived=tuple(long_lived),
         checks=from_table(str(path), data["validate"]) if "validate" in data else (),
     )

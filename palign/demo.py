@@ -109,8 +109,8 @@ def build_demo_repository(path: Path, seed: int = 7) -> dict[str, int]:
         head = b.commit(main_tip, {f"docs/note{n}.md": f"note {n}\n"}, f"docs: note {n}")
         b.branch(f"docs/up-to-date-{n}", head)
         kinds["up_to_date"] += 1
-    for n in range(2):  # already merged into main
-        b.branch(f"old/merged-{n}", history[3 + n])
+    for n in range(2):  # already merged into main (where no other branch forks: that would make it a base)
+        b.branch(f"old/merged-{n}", history[6 + n])
         kinds["merged"] += 1
     for s in range(3):  # stacks of two: part-2 is built on part-1
         head = history[2]

@@ -5,7 +5,7 @@
     │   ├── RepositoryNotFound       REPO is not a repository, does not exist or refuses us
     │   ├── TransportRefused         REPO uses a transport outside the allow-list
     │   ├── UnknownTarget            an --onto ref does not exist
-    │   ├── NoBranchMatched          the --branch globs select nothing
+    │   ├── NoBranchMatched          the --branch globs (or the default selection) select nothing
     │   ├── UnknownRun               a run id with no refs in REPO or no record in the broker
     │   └── UnrelatedHistories       two commits with no common history cannot be merged
     └── InfrastructureError   (3)    git, the network, the broker, the disk or a worker failed

@@ -11,7 +11,6 @@ work (a stack per unit).
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -40,9 +39,10 @@ from palign.model import (
     short_name,
     unaligned,
 )
-from palign.planner.model import BranchFacts, Plan, PlanEntry
+from palign.planner.model import BranchFacts, LeftOut, Plan, PlanEntry
 from palign.planner.plan import make_plan
 from palign.planner.planfile import read_plan_file
+from palign.planner.selection import matching_glob, shared_bases
 from palign.records import CircuitBreaker, PlanInfo
 from palign.settings import Settings
 from palign.transport import Mirror, mirror_of
@@ -183,10 +183,17 @@ def prepare(
         ref = _resolve_target(refs, name, where)
         targets[ref] = resolve_commit(repo, name, refs[ref])
     config.check_rule_targets(list(targets))
+    by_default = not options.branch_globs and not entries  # palign chooses: long-lived branches stay out
     if entries and not options.branch_globs:
         branches = [_planned_ref(entry.branch_name, entry.line, refs) for entry in entries]
     else:
-        branches = select_branches(refs, options.branch_globs, exclude=set(targets))
+        branches = select_branches(refs, options.branch_globs, exclude=set(targets), long_lived=config.long_lived)
+    long_lived = _long_lived(refs, set(targets), config.long_lived)
+    left_out = [
+        LeftOut(short_name(ref), "long_lived", glob)
+        for ref, glob in sorted(long_lived.items())
+        if by_default and ref.startswith(BRANCH_PREFIX)
+    ]
     refused = [_unnamed(ref, refs[ref], next(iter(targets))) for ref in branches if not _utf8(ref)]
     branches = [ref for ref in branches if _utf8(ref)]
     if not branches:
@@ -196,9 +203,16 @@ def prepare(
         mirror.path,
         {ref: refs[ref] for ref in branches},
         {n: targets[r] for n, r in names.items()},
+        {ref: refs[ref] for ref in long_lived},
         options.workers,
         on_step,
     )
+    if by_default:
+        shared = shared_bases(facts, list(names))
+        facts = [fact for fact in facts if fact.name not in {base.branch_name for base in shared}]
+        left_out += shared
+        if not facts:
+            raise NoBranchMatched(f"no branch to align: {_left_out_summary([b.branch_name for b in left_out])}")
     diffing = _diff_in_background(repo, {n: targets[r] for n, r in names.items()}, facts) if diff_ahead else None
     plan = make_plan(
         facts,
@@ -211,6 +225,7 @@ def prepare(
         bases=bases,
         cluster_threshold=config.cluster_threshold,
     )
+    plan = replace(plan, left_out=left_out)
     requests: dict[str, AlignRequest] = {}
     facts_of = {fact.name: fact for fact in facts}
     for planned in plan.branches:
@@ -297,35 +312,53 @@ def _resolve_target(refs: dict[str, str], name: str, where: str = "") -> str:
     raise UnknownTarget(f"{where}unknown target: {name!r} is not a branch or ref of the repository{hint}")
 
 
-def select_branches(refs: dict[str, str], globs: Sequence[str], exclude: set[str]) -> list[str]:
-    """Branch refs to align: every branch, or those whose short name (or full ref name,
-    for globs starting with refs/) matches a glob; targets are never selected."""
+def select_branches(
+    refs: dict[str, str], globs: Sequence[str], exclude: set[str], long_lived: Sequence[str] = ()
+) -> list[str]:
+    """Branch refs to align: those whose short name (or full ref name, for globs starting
+    with refs/) matches a glob, exactly as asked; without globs, every branch but the
+    long-lived ones (`long_lived` globs: trunks, maintenance and release lines). Targets
+    are never selected."""
     if globs:
         chosen = [
             ref
             for ref in refs
-            if ref not in exclude
-            and not ref.startswith(PALIGN_NAMESPACE)
-            and any(
-                fnmatch.fnmatchcase(ref, g)
-                if g.startswith("refs/")
-                else ref.startswith(BRANCH_PREFIX) and fnmatch.fnmatchcase(short_name(ref), g)
-                for g in globs
-            )
+            if ref not in exclude and not ref.startswith(PALIGN_NAMESPACE) and matching_glob(ref, globs) is not None
         ]
         if not chosen:
             raise NoBranchMatched(f"no branch matches {', '.join(repr(g) for g in globs)}")
     else:
-        chosen = [ref for ref in refs if ref.startswith(BRANCH_PREFIX) and ref not in exclude]
-        if not chosen:
+        branches = [ref for ref in refs if ref.startswith(BRANCH_PREFIX) and ref not in exclude]
+        if not branches:
             raise NoBranchMatched("the repository has no branches besides the target")
+        chosen = [ref for ref in branches if matching_glob(ref, long_lived) is None]
+        if not chosen:
+            raise NoBranchMatched(f"no branch to align: {_left_out_summary([short_name(r) for r in branches])}")
     return sorted(chosen)
+
+
+def _long_lived(refs: dict[str, str], targets: set[str], globs: Sequence[str]) -> dict[str, str]:
+    """The long-lived refs besides the targets (selected or not), each with the glob naming it."""
+    found = {}
+    for ref in refs:
+        if ref not in targets and not ref.startswith(PALIGN_NAMESPACE) and (glob := matching_glob(ref, globs)):
+            found[ref] = glob
+    return found
+
+
+def _left_out_summary(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return (
+        f"every branch besides the targets is long-lived ([plan] long_lived) or a base others fork from ({shown});"
+        " select branches with --branch"
+    )
 
 
 def _gather_facts(
     mirror_path: Path,
     branch_refs: dict[str, str],
     targets: dict[str, Sha],
+    long_lived: dict[str, str],
     workers: int,
     on_step: Steps | None = None,
 ) -> list[BranchFacts]:
@@ -338,7 +371,9 @@ def _gather_facts(
 
     advanced(0)
     if workers < 2 or total < _PARALLEL_FACTS_FROM:
-        return gather_facts(open_repository(str(mirror_path)), branch_refs, targets, on_branch=advanced)
+        return gather_facts(
+            open_repository(str(mirror_path)), branch_refs, targets, long_lived=long_lived, on_branch=advanced
+        )
     refs = list(branch_refs)
     count = max(workers, min(4 * workers, total // _FACTS_SHARE))
     shares = [{ref: branch_refs[ref] for ref in refs[i::count]} for i in range(count)]
@@ -352,7 +387,7 @@ def _gather_facts(
     facts = map_local(
         facts_of_share,
         (str(mirror_path),),
-        [(share, branch_refs, targets) for share in shares],
+        [(share, branch_refs, dict(targets), long_lived) for share in shares],
         workers=workers,
         on_chunk=share_done,
     )

@@ -237,20 +237,24 @@ def _stale_and_recent_repo(path: Path) -> GitRepo:
     return repo
 
 
+CHOSEN = ("--branch", "old-*", "--branch", "recent-*")
+
+
 def test_an_old_branch_keeps_its_category_and_is_marked_stale(tmp_path: Path) -> None:
     repo = _stale_and_recent_repo(tmp_path / "repo")
+    # Chosen by name: without --branch, old-behind (a base the others fork at) is left out.
     expected = {
         "old-diverged": ("diverged", True),
         "old-behind": ("behind", True),
         "recent-diverged": ("diverged", False),
     }
-    planned = run_palign("plan", str(repo.path), "--onto", "main", "--json", "--no-forecast")
+    planned = run_palign("plan", str(repo.path), "--onto", "main", *CHOSEN, "--json", "--no-forecast")
     assert planned.code == 0, planned.stderr
     plan = json.loads(planned.stdout)
     jsonschema.validate(plan, json.loads(SCHEMA_PATH.read_text()))
     assert {b["branch_name"]: (b["category"], b["stale"]) for b in plan["branches"]} == expected
 
-    table = run_palign("plan", str(repo.path), "--onto", "main", "--no-forecast")
+    table = run_palign("plan", str(repo.path), "--onto", "main", *CHOSEN, "--no-forecast")
     assert table.code == 0, table.stderr
     rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()[1:-1]}
     header = table.stdout.splitlines()[0].split()
@@ -259,7 +263,7 @@ def test_an_old_branch_keeps_its_category_and_is_marked_stale(tmp_path: Path) ->
         name: (category, "yes" if stale else "-") for name, (category, stale) in expected.items()
     }
 
-    ran = run_palign("run", str(repo.path), "--onto", "main", "--report-dir", str(tmp_path / "r"))
+    ran = run_palign("run", str(repo.path), "--onto", "main", *CHOSEN, "--report-dir", str(tmp_path / "r"))
     assert ran.code == 0, ran.stdout + ran.stderr
     branches = branches_of(read_report(tmp_path / "r"))
     assert {name: (b["category"], b["stale"]) for name, b in branches.items()} == expected

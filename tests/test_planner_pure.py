@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 
@@ -129,7 +130,7 @@ def test_no_target_is_an_input_error() -> None:
 
 def test_linear_stack_of_six_levels() -> None:
     facts = stack(6)
-    parents = infer_dependencies(facts, {f.name: MAIN for f in facts})
+    parents = infer_dependencies(facts)
     assert parents == {"s1": None, "s2": "s1", "s3": "s2", "s4": "s3", "s5": "s4", "s6": "s5"}
     plan = make_plan(facts, [MAIN], now=NOW)
     assert [u.levels for u in plan.units] == [[["s1"], ["s2"], ["s3"], ["s4"], ["s5"], ["s6"]]]
@@ -143,28 +144,38 @@ def test_linear_stack_of_six_levels() -> None:
 
 def test_tree_stacks() -> None:
     facts = [bf("a"), bf("b", contains=["a"]), bf("c", contains=["a"]), bf("d", contains=["a", "b"]), bf("e")]
-    parents = infer_dependencies(facts, {f.name: MAIN for f in facts})
+    parents = infer_dependencies(facts)
     assert parents == {"a": None, "b": "a", "c": "a", "d": "b", "e": None}
     units = make_plan(facts, [MAIN], now=NOW).units
     assert [["a"], ["b", "c"], ["d"]] in [u.levels for u in units]
 
 
-def test_parents_already_in_the_target_are_ignored() -> None:
+def test_parents_already_in_a_target_are_ignored() -> None:
     merged = bf("merged", {MAIN: tf(ahead=0, in_target=True), REL: tf(ahead=3)})
     child = bf("child", {MAIN: tf(), REL: tf()}, contains=["merged"])
-    assert infer_dependencies([merged, child], {"merged": MAIN, "child": MAIN})["child"] is None
-    # On a target that does not have it yet, the same branch is a real stack parent.
-    assert infer_dependencies([merged, child], {"merged": REL, "child": REL})["child"] == "merged"
+    assert infer_dependencies([merged, child])["child"] is None
+    # Even for a child planned onto the release, which lacks it: its commits are upstream
+    # of a base (main), not a lower level of a stack the child must wait for.
+    assert make_plan([merged, child], [REL, MAIN], [("*", REL)]).branch("child").parent is None
+
+
+def test_parents_a_long_lived_branch_holds_are_ignored() -> None:
+    """p2 was branched from 1.x after 1.x merged p1: p2 holds p1's tip through 1.x's merge,
+    not because it was built on p1."""
+    p1 = replace(bf("p1"), held_by=frozenset({"refs/heads/1.x"}))
+    p2 = bf("p2", contains=["p1"])
+    assert infer_dependencies([p1, p2]) == {"p1": None, "p2": None}
+    assert infer_dependencies([bf("p1"), p2])["p2"] == "p1"  # the same graph, 1.x not long-lived: a stack
 
 
 def test_unselected_contained_tips_are_ignored() -> None:
-    assert infer_dependencies([bf("b", contains=["gone"])], {"b": MAIN}) == {"b": None}
+    assert infer_dependencies([bf("b", contains=["gone"])]) == {"b": None}
 
 
 def test_declared_dependencies_override_inference() -> None:
     facts = [bf("a"), bf("b", contains=["a"]), bf("c", contains=["a"])]
     declared = {"b": None, "c": "b", "not-selected": "a"}
-    assert infer_dependencies(facts, {}, declared) == {"a": None, "b": None, "c": "b"}
+    assert infer_dependencies(facts, declared) == {"a": None, "b": None, "c": "b"}
 
 
 @pytest.mark.parametrize(
@@ -179,12 +190,12 @@ def test_declared_dependencies_override_inference() -> None:
 def test_cycles_are_input_errors_naming_the_cycle(declared: dict[str, str | None], cycle: str) -> None:
     facts = [bf("a"), bf("b", contains=["a"]), bf("c"), bf("x")]
     with pytest.raises(InputError, match=f"^dependency cycle: {cycle}$"):
-        infer_dependencies(facts, {}, declared)
+        infer_dependencies(facts, declared)
 
 
 def test_a_declared_parent_must_be_selected() -> None:
     with pytest.raises(InputError, match="'b' depends on 'ghost', which is not a selected branch"):
-        infer_dependencies([bf("b")], {}, {"b": "ghost"})
+        infer_dependencies([bf("b")], {"b": "ghost"})
 
 
 # ---- categories ---------------------------------------------------------------------

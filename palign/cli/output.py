@@ -8,6 +8,7 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import click
 
 from palign.conflicts import ConflictMap
 from palign.model import ApplyOutcome, PruneOutcome, RollbackOutcome, Status
-from palign.planner.model import Plan
+from palign.planner.model import LeftOut, Plan
 from palign.records import RunRecord
 from palign.report import RunReport
 from palign.transport import has_login
@@ -180,6 +181,27 @@ def plan_table(plan: Plan) -> None:
         f"{plural(len(plan.branches), 'branch')} in {plural(len(plan.units), 'unit')} of work "
         f"({plural(stacks, 'stack')})"
     )
+    for line in left_out_lines(plan.left_out):
+        click.echo(line)
+
+
+def left_out_lines(left_out: Sequence[LeftOut], shown: int = 6) -> list[str]:
+    """What the default selection left out, a line per reason: `left out: 9.0.x, 9.1.x
+    (long-lived: matches '[0-9]*.x')`, at most `shown` names each (--json lists them all),
+    and how to take them anyway."""
+    if not left_out:
+        return []
+    groups: dict[tuple[str, str], list[str]] = {}
+    for item in left_out:
+        groups.setdefault((item.reason, item.detail), []).append(item.branch_name)
+    why = {"long_lived": "long-lived: matches {!r}", "base": "others fork at its tip, nothing of its own against {}"}
+    lines = []
+    for (reason, detail), names in groups.items():
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        lines.append(f"{', '.join(names[:shown])}{more} ({why[reason].format(detail)})")
+    lines.append("(take them with --branch GLOB; [plan] long_lived in palign.toml names the long-lived branches)")
+    indent = "left out: "
+    return [indent + lines[0], *(" " * len(indent) + line for line in lines[1:])]
 
 
 def conflict_map(found: ConflictMap) -> None:

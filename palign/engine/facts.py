@@ -3,10 +3,12 @@
 Cost follows what the branches bring rather than the repository's size: per (branch,
 target) one merge base and one ahead/behind count (libgit2) and one tree diff (merge
 base -> tip, batched); per target one walk of every branch's own commits
-(`TARGET..BRANCHES`, which finds the selected tips each branch contains). Two things do scale with history, and
+(`TARGET..BRANCHES`, which finds the selected tips each branch contains). Three things
+do scale with history, and
 are paid once: a target's first-parent line is walked at most once, and only when some
-tip is already in that target; an orphan branch makes libgit2 walk both histories to
-find there is no merge base.
+tip is already in that target; each long-lived branch's commits that no target has (a
+maintenance branch's backports) are walked once, to tell which tips it already holds; an
+orphan branch makes libgit2 walk both histories to find there is no merge base.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def _commit(repo: pygit2.Repository, refname: str, sha: str) -> pygit2.Commit:
         return repo[sha].peel(pygit2.Commit)
     except (KeyError, ValueError, pygit2.GitError) as error:
         raise InputError(f"{refname}: {sha} is not a commit of the repository") from error
+
+
+def _commit_id(repo: pygit2.Repository, sha: str) -> pygit2.Oid | None:
+    """The commit `sha` names, or None (a long-lived branch is looked at, never selected:
+    one that does not name a commit is no reason to stop the run)."""
+    try:
+        return repo[sha].peel(pygit2.Commit).id
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
 
 
 def _own_commits(repo: pygit2.Repository, tip: pygit2.Oid, target: pygit2.Oid) -> Iterable[pygit2.Commit]:
@@ -119,6 +130,37 @@ class _Inspector:
         for (old, new), paths in touched_between(self.repo.path, pairs).items():
             self.touched[(pygit2.Oid(hex=old), pygit2.Oid(hex=new))] = paths
 
+    def holders(
+        self, tips: Iterable[pygit2.Oid], long_lived: Mapping[str, pygit2.Oid], targets: Iterable[pygit2.Oid]
+    ) -> dict[pygit2.Oid, set[str]]:
+        """The long-lived branches whose history holds each of `tips` (only tips held by
+        one; a tip a target has is known from the target facts already).
+
+        One walk of the commits the long-lived branches have and no target has (their
+        backports and release commits), children before parents, each commit passing on
+        to its parents the set of branches that reach it (a bit mask): the targets' side
+        is walked once, however many long-lived branches there are."""
+        if not long_lived:
+            return {}
+        wanted = set(tips)
+        names = list(long_lived)
+        reached: dict[pygit2.Oid, int] = {}
+        for bit, name in enumerate(names):
+            reached[long_lived[name]] = reached.get(long_lived[name], 0) | 1 << bit
+        walker = self.repo.walk(long_lived[names[0]], pygit2.enums.SortMode.TOPOLOGICAL)
+        for name in names[1:]:
+            walker.push(long_lived[name])
+        for target in targets:
+            walker.hide(target)
+        held: dict[pygit2.Oid, set[str]] = {}
+        for commit in walker:
+            mask = reached.pop(commit.id, 0)
+            if commit.id in wanted:
+                held[commit.id] = {name for bit, name in enumerate(names) if mask >> bit & 1}
+            for parent in commit.parent_ids:
+                reached[parent] = reached.get(parent, 0) | mask
+        return held
+
     def touched_paths(self, base: pygit2.Oid, tip: pygit2.Commit) -> frozenset[str]:
         key = (base, tip.id)
         paths = self.touched.get(key)
@@ -197,11 +239,14 @@ def gather_facts(
     with_patch_ids: bool = False,
     all_refs: Mapping[str, str] | None = None,
     on_branch: Callable[[int], None] | None = None,
+    long_lived: Mapping[str, str] | None = None,
 ) -> list[BranchFacts]:
     """Facts of every branch of `branch_refs` (refname -> sha) against every target of
     `targets` (target name -> sha; the names key `BranchFacts.targets`), in input order.
     `all_refs` are every selected branch when `branch_refs` is a share of them (for the
-    stacks: which other tips a branch contains).
+    stacks: which other tips a branch contains). `long_lived` (refname -> sha, the
+    targets need not be among them) are the branches whose history makes a tip part of
+    a shared base (`BranchFacts.held_by`).
 
     `with_patch_ids` also checks whether diverged branches are merged by patch id, which
     costs a walk of the target commits each such branch lacks (patch ids are memoised).
@@ -216,6 +261,8 @@ def gather_facts(
             tips.setdefault(pygit2.Oid(hex=sha), []).append(ref)
         inspector.prefill_touched(tip_commits.values(), target_ids.values())
         contained = {target: inspector.contained_tips(tips, target) for target in target_ids.values()}
+        lines = {ref: line for ref, sha in (long_lived or {}).items() if (line := _commit_id(repo, sha)) is not None}
+        held = inspector.holders((tip.id for tip in tip_commits.values()), lines, target_ids.values())
         facts = []
         for ref, tip in tip_commits.items():
             per_target = {
@@ -235,6 +282,7 @@ def gather_facts(
                     targets=per_target,
                     last_commit_time=tip.commit_time,
                     contains=frozenset(contains),
+                    held_by=frozenset(held.get(tip.id, set()) - {ref}),
                 )
             )
             if on_branch is not None:
@@ -244,8 +292,11 @@ def gather_facts(
         raise InfrastructureError(f"reading the repository failed: {error}") from error
 
 
-def facts_of_share(git_dir: str, job: tuple[dict[str, str], dict[str, str], dict[str, str]]) -> list[BranchFacts]:
+ShareJob = tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]]
+
+
+def facts_of_share(git_dir: str, job: ShareJob) -> list[BranchFacts]:
     """`gather_facts` for a share of the branches (`job` = share, every selected branch,
-    targets), in a worker process of its own."""
-    share, all_refs, targets = job
-    return gather_facts(open_repository(git_dir), share, targets, all_refs=all_refs)
+    targets, long-lived branches), in a worker process of its own."""
+    share, all_refs, targets, long_lived = job
+    return gather_facts(open_repository(git_dir), share, targets, all_refs=all_refs, long_lived=long_lived)

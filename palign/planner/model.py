@@ -61,6 +61,11 @@ class BranchFacts:
     ancestors of this tip. It is gathered from the branch's own commits relative to each
     target (`TARGET..BRANCH`), so a tip already in *every* target it shares history with
     is left out: such a branch is merged, and never a stack parent.
+
+    `held_by` names the long-lived branches (`[plan] long_lived`, other than this branch
+    and the targets) whose history already holds this tip: a pull request merged into a
+    maintenance branch, say. Its work is then part of a base other branches share, and
+    it is never a stack parent either (see `plan.infer_dependencies`).
     """
 
     refname: str
@@ -69,6 +74,7 @@ class BranchFacts:
     targets: Mapping[str, TargetFacts]
     last_commit_time: int  # committer time of the tip, seconds since the epoch
     contains: frozenset[str] = frozenset()
+    held_by: frozenset[str] = frozenset()
 
     def on(self, target: str) -> TargetFacts:
         """Facts against `target`; a target never inspected counts as unrelated."""
@@ -136,10 +142,22 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """A branch the default selection (no --branch) left alone, and why: `long_lived` (its
+    name matches `detail`, a `[plan] long_lived` glob) or `base` (other selected branches
+    fork at its tip and it has no commits of its own against `detail`, a target)."""
+
+    branch_name: str
+    reason: str  # "long_lived" | "base"
+    detail: str
+
+
+@dataclass(frozen=True)
 class Plan:
     targets: list[str]
     branches: list[PlannedBranch]
     units: list[Unit]
+    left_out: list[LeftOut] = field(default_factory=list)  # filled by the caller, which selects
 
     def branch(self, name: str) -> PlannedBranch:
         for planned in self.branches:

@@ -21,6 +21,7 @@ __all__ = [
     "categorize",
     "cluster",
     "follow_roots",
+    "in_shared_base",
     "infer_dependencies",
     "is_stale",
     "make_plan",
@@ -126,16 +127,33 @@ def _cycle_check(parents: Mapping[str, str | None]) -> None:
         done.update(path)
 
 
+def in_shared_base(branch: BranchFacts) -> bool:
+    """Whether the branch's tip is already part of a base other branches share: some target
+    or some long-lived branch (other than itself) holds it."""
+    return bool(branch.held_by) or any(seen.merged_by_ancestry for seen in branch.targets.values())
+
+
 def infer_dependencies(
     facts: Sequence[BranchFacts],
-    targets_of: Mapping[str, str],
     declared: Mapping[str, str | None] | None = None,
 ) -> dict[str, str | None]:
     """The parent of every branch (None: not stacked), by short name.
 
-    Inferred: among the selected branches whose tips this branch contains, ignoring
-    those already in its target (`targets_of`: merged or behind, not stack parents),
-    the deepest one (the one containing the most of the others; ties by name).
+    B is stacked on A when A's tip is one of B's own commits (reachable from B, not from a
+    target: `BranchFacts.contains`) and A's work is not already part of a shared base:
+    no target and no long-lived branch holds A's tip (`in_shared_base`). Among several such A,
+    the deepest one (containing the most of the others; ties by name).
+
+    Why the long-lived branches: a real stack and a shared base are the same graph.
+    Backports p1 and p2 of maintenance branch 1.x, p2 branched from 1.x after 1.x merged
+    p1: p2's history holds p1's tip, through 1.x's merge of p1. B built on A's tip, then
+    merging A once A gained commits: B's history holds A's tip, through B's merge of A.
+    Only where the merge is tells them apart: in a branch that lives on (1.x, a target),
+    p1 is already in the base p2 shares with everyone built on 1.x, and aligning p2 onto
+    p1 would make p2 wait for (and be blocked by) an unrelated change. The same holds for
+    a tip merged into any target, even one that is not this branch's: its commits are
+    upstream of the base, not a lower level of a stack.
+
     Declared dependencies (child -> parent, or None for "no parent") override inference
     for that child; entries for branches that are not selected are ignored.
     """
@@ -150,13 +168,8 @@ def infer_dependencies(
                 raise InputError(f"branch {branch.name!r} depends on {parent!r}, which is not a selected branch")
             parents[branch.name] = parent
             continue
-        target = targets_of.get(branch.name)
         candidates = sorted(
-            (
-                by_ref[ref]
-                for ref in branch.contains
-                if ref in by_ref and (target is None or not by_ref[ref].on(target).merged_by_ancestry)
-            ),
+            (by_ref[ref] for ref in branch.contains if ref in by_ref and not in_shared_base(by_ref[ref])),
             key=lambda b: b.name,
         )
         refs = {c.refname for c in candidates}
@@ -287,7 +300,7 @@ def make_plan(
     based_targets, based_parents = resolve_bases(bases or {}, facts, targets, declared)
     declared = {**based_parents, **declared}
     first = assign_targets(facts, targets, rules, pinned=pinned, declared=based_targets)
-    parents = infer_dependencies(facts, {name: a.target for name, a in first.items()}, declared)
+    parents = infer_dependencies(facts, declared)
     assigned = follow_roots(first, parents)
     clusters = cluster({b.name: b.on(assigned[b.name].target).touched_paths for b in facts}, cluster_threshold)
     extra_tags = {entry.branch_name: entry.tags for entry in entries}

@@ -57,6 +57,7 @@ def write_plan(plan: Plan) -> str:
         "targets": list(plan.targets),
         "branches": [_branch_json(b) for b in plan.branches],
         "units": [{"levels": unit.levels, "cost": unit.cost, "batch": unit.batch} for unit in plan.units],
+        "left_out": [{"branch_name": b.branch_name, "reason": b.reason, "detail": b.detail} for b in plan.left_out],
     }
     return json.dumps(document, indent=2) + "\n"
 
