@@ -70,7 +70,9 @@ def _phase(name: str, run_id: str = "-") -> Iterator[None]:
 
 
 def new_run_id(at: datetime) -> str:
-    return f"{at.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    # The suffix starts with the millisecond (3 hex digits): runs of the same second still
+    # sort in the order they started, which `prune --keep` relies on.
+    return f"{at.strftime('%Y%m%d-%H%M%S')}-{at.microsecond // 1000:03x}{secrets.token_hex(2)[:3]}"
 
 
 def plan(options: RunOptions, settings: Settings, *, forecast: bool = True, on_step: Steps | None = None) -> Prepared:

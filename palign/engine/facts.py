@@ -4,11 +4,11 @@ Cost follows what the branches bring rather than the repository's size: per (bra
 target) one merge base and one ahead/behind count (libgit2) and one tree diff (merge
 base -> tip, batched); per target one walk of every branch's own commits
 (`TARGET..BRANCHES`, which finds the selected tips each branch contains). Three things
-do scale with history, and
-are paid once: a target's first-parent line is walked at most once, and only when some
-tip is already in that target; each long-lived branch's commits that no target has (a
-maintenance branch's backports) are walked once, to tell which tips it already holds; an
-orphan branch makes libgit2 walk both histories to find there is no merge base.
+do scale with history, and are paid once: a target's first-parent line is walked only
+when some tip is already in that target, and only as deep as the deepest such tip; each
+long-lived branch's commits that no target has (a maintenance branch's backports) are
+walked once, to tell which tips it already holds; an orphan branch makes libgit2 walk
+both histories to find there is no merge base.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ class _Inspector:
 
     def __init__(self, repo: pygit2.Repository) -> None:
         self.repo = repo
-        self.first_parent: dict[pygit2.Oid, frozenset[pygit2.Oid]] = {}
+        # per target: its first-parent line from the tip down, as far as walked, and as a set
+        self.first_parent: dict[pygit2.Oid, tuple[list[pygit2.Oid], set[pygit2.Oid]]] = {}
         self.touched: dict[tuple[pygit2.Oid, pygit2.Oid], frozenset[str]] = {}
         self.patch_ids: dict[pygit2.Oid, pygit2.Oid | None] = {}
         self.merge_bases: dict[tuple[pygit2.Oid, pygit2.Oid], pygit2.Oid | None] = {}
@@ -108,14 +109,23 @@ class _Inspector:
                 reached[parent] = reached.get(parent, 0) | mask
         return contained
 
-    def first_parent_line(self, target: pygit2.Oid) -> frozenset[pygit2.Oid]:
-        line = self.first_parent.get(target)
-        if line is None:
-            walker = self.repo.walk(target, pygit2.enums.SortMode.NONE)
-            walker.simplify_first_parent()
-            line = frozenset(commit.id for commit in walker)
-            self.first_parent[target] = line
-        return line
+    def on_first_parent_line(self, tip: pygit2.Oid, target: pygit2.Oid, behind: int) -> bool:
+        """Whether `tip` (in the target, `behind` commits short of it) lies on the target's
+        first-parent line. Every commit of that line above the tip is one the tip lacks, so
+        it is at most `behind` steps down: the line is walked that far, once per target and
+        only as far as the deepest tip asked about (an old branch costs its depth, not the
+        whole history)."""
+        line, seen = self.first_parent.setdefault(target, ([], set()))
+        if not line:
+            line.append(target)
+            seen.add(target)
+        while len(line) <= behind and tip not in seen:
+            parents = self.repo[line[-1]].parent_ids  # type: ignore[attr-defined]
+            if not parents:
+                break
+            line.append(parents[0])
+            seen.add(parents[0])
+        return tip in seen
 
     def prefill_touched(self, tips: Iterable[pygit2.Commit], targets: Iterable[pygit2.Oid]) -> None:
         """Every branch's touched paths against every target in one batched git diff:
@@ -224,7 +234,7 @@ def _facts_on_target(
         behind=behind,
         has_common_history=True,
         merged_by_ancestry=in_target,
-        on_first_parent_chain=in_target and tip.id in inspector.first_parent_line(target),
+        on_first_parent_chain=in_target and inspector.on_first_parent_line(tip.id, target, behind),
         merged_by_patch_id=bool(with_patch_ids and own and inspector.merged_by_patch_id(own, tip.id, target)),
         merge_base=str(base),
         touched_paths=inspector.touched_paths(base, tip),
