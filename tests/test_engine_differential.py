@@ -551,6 +551,63 @@ def all_commits_already_upstream(r: GitRepo) -> str:
     return "feat"
 
 
+# Shapes of merged pull requests on real repositories (pytest, ansible): a branch whose
+# commits look like target commits. palign narrows the likely pairs in memory and asks git
+# about those pairs alone (engine.probe); git's verdict decides.
+
+
+@scenario(ALIGNED, ALIGNED)
+def same_lines_changed_with_other_context_is_kept(r: GitRepo) -> str:
+    """The same line swapped for the same new one in two places of one file: equal added
+    and removed lines, different context, so different patch-ids: git keeps the commit."""
+    lines = [*APP[:3], "repeated", *APP[3:9], "repeated", *APP[9:]]
+    r.write_lines("src/twice.py", lines)
+    r.commit("main: a file with a repeated line")
+    r.new_branch("feat")
+    r.write_lines("src/twice.py", with_line(lines, 3, "changed"))
+    r.commit("feat: the first one")
+    r.checkout("main")
+    r.write_lines("src/twice.py", with_line(lines, 10, "changed"))
+    r.commit("main: the second one")
+    return "feat"
+
+
+@scenario(ALIGNED, CONFLICT)
+def same_change_but_for_whitespace_is_dropped(r: GitRepo) -> str:
+    """Patch-ids ignore whitespace: a branch commit equal to a target commit but for the
+    spaces inside a line is already upstream, and git drops it (a merge conflicts)."""
+    r.new_branch("feat")
+    r.write_lines("src/app.py", with_line(APP, 4, "value = compute(a,  b)"))
+    r.commit("feat: the fix, two spaces")
+    r.write("feat.txt", "own\n")
+    r.commit("feat: own work")
+    r.checkout("main")
+    r.write_lines("src/app.py", with_line(APP, 4, "value = compute(a, b)"))
+    r.commit("main: the fix, one space")
+    return "feat"
+
+
+@scenario(ALIGNED, ALIGNED)
+def some_commits_upstream_among_many_target_commits(r: GitRepo) -> str:
+    """Two of three branch commits were picked onto the target among other commits that
+    touch the same file (likely pairs that are not equal): git drops exactly those two."""
+    r.new_branch("feat")
+    r.write_lines("src/app.py", with_line(APP, 1, "feat one"))
+    first = r.commit("feat: one")
+    r.write_lines("src/app.py", with_line(with_line(APP, 1, "feat one"), 5, "feat two"))
+    second = r.commit("feat: two")
+    r.write("feat.txt", "own\n")
+    r.commit("feat: own work")
+    r.checkout("main")
+    r.write_lines("src/app.py", with_line(APP, 9, "main nine"))
+    r.commit("main: nine")
+    r.cherry_pick(first)
+    r.write_lines("src/app.py", with_line(with_line(with_line(APP, 9, "main nine"), 1, "feat one"), 11, "main 12"))
+    r.commit("main: twelve")
+    r.cherry_pick(second)
+    return "feat"
+
+
 @scenario(ALIGNED, ALIGNED)
 def non_utf8_message_with_encoding_header(r: GitRepo) -> str:
     r.new_branch("feat")

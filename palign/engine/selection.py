@@ -2,10 +2,11 @@
 
 git replays `TARGET..BRANCH` oldest first in graph order, drops merge commits, and skips
 a commit whose patch-id equals that of a commit in `BRANCH..TARGET` (unless it was empty
-to begin with). We decide that in memory and ask `git rev-list --cherry-mark` only when
-the answer could differ: the range holds merge commits (graph order), or a branch commit
-changes the same paths with the same added and removed lines as some target commit (a
-likely patch-id match, which git then confirms or not, context lines and all).
+to begin with). We decide that in memory where the answer is certain, and ask git where it
+is not: `git rev-list --cherry-mark` over the range when it holds merge commits (graph
+order), and, when a branch commit changes the same paths by the same whitespace-free sizes
+as target commits (likely patch-id matches), git's patch-ids for those pairs alone
+(`engine.probe`), context lines and all.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import pygit2
 
 from palign import git
 from palign.engine.changes import ChangeIndex
-from palign.engine.treeops import Changes, tree_diff
+from palign.engine.probe import probe_same_patches
+from palign.engine.treeops import Changes
 from palign.model import ZERO_SHA
 
 SORT = pygit2.enums.SortMode
 
 PathKey = tuple[tuple[str, str, int], ...]
-LineKey = tuple[tuple[str, tuple[bytes, ...]], ...] | None  # None: binary, only git can tell
 _WHITESPACE = bytes.maketrans(b"", b"")
 SizeKey = tuple[tuple[str, int], ...]
 _GITLINK = 0o160000
@@ -42,7 +43,6 @@ class PatchKeyCache:
 
     changes: ChangeIndex = field(default_factory=ChangeIndex)
     keys: dict[pygit2.Oid, PathKey] = field(default_factory=dict)
-    lines: dict[pygit2.Oid, LineKey] = field(default_factory=dict)
     sizes: dict[pygit2.Oid, SizeKey] = field(default_factory=dict)
     blob_sizes: dict[str, int] = field(default_factory=dict)  # a commit's new blob is the next one's old
 
@@ -50,13 +50,6 @@ class PatchKeyCache:
         found = self.blob_sizes.get(blob_id)
         if found is None:
             found = self.blob_sizes[blob_id] = _stripped_size(repo, blob_id, mode)
-        return found
-
-    def changed_lines(self, repo: pygit2.Repository, commit: pygit2.Commit) -> LineKey:
-        found = self.lines.get(commit.id)
-        if found is None:
-            found = _line_key(repo, commit)
-            self.lines[commit.id] = found
         return found
 
     def key(self, repo: pygit2.Repository, commit: pygit2.Commit) -> PathKey:
@@ -103,25 +96,6 @@ def _without_whitespace(path: str) -> str:
     return "".join(path.split())
 
 
-def _line_key(repo: pygit2.Repository, commit: pygit2.Commit) -> LineKey:
-    """Added and removed lines per path, whitespace removed as patch-ids do: if these
-    differ, the patch-ids differ."""
-    diff = tree_diff(commit.parents[0].tree if commit.parents else None, commit.tree, context_lines=0)
-    files = []
-    for patch in diff:
-        assert patch is not None
-        if patch.delta.is_binary:
-            return None
-        changed = tuple(
-            line.origin.encode() + line.raw_content.translate(_WHITESPACE, b" \t\n\r\v\f")
-            for hunk in patch.hunks
-            for line in hunk.lines
-            if line.origin in "+-"
-        )
-        files.append((_without_whitespace(patch.delta.new_file.path), changed))
-    return tuple(sorted(files))
-
-
 @dataclass(frozen=True)
 class Selection:
     commits: list[pygit2.Commit]
@@ -151,38 +125,43 @@ def select_commits(
         walker.hide(below)
     in_range = list(walker)
     own = [c for c in in_range if len(c.parent_ids) <= 1]
-    upstream = [c for c in _walk(repo, target, hide=branch) if len(c.parent_ids) <= 1]
+    upstream = [c for c in _walk(repo, target, hide=[branch, *([below] if below else [])]) if len(c.parent_ids) <= 1]
     cache.changes.ensure(repo.path, [str(c.id) for c in own + upstream])
     candidates: dict[PathKey, list[pygit2.Commit]] = {}
     for commit in own:
         if not is_empty(commit):
             candidates.setdefault(cache.key(repo, commit), []).append(commit)
+    likely: list[tuple[pygit2.Commit, pygit2.Commit]] = []  # (ours, theirs) whose patch-ids may be equal
     if candidates:
         for theirs in upstream:
             same_paths = candidates.get(cache.key(repo, theirs))
-            if same_paths and _maybe_same_patch(repo, cache, theirs, same_paths):
-                return _select_with_git(repo, branch=branch, target=target, below=below, cherry=True)
+            if same_paths:
+                likely += [(ours, theirs) for ours in _maybe_same_patch(repo, cache, theirs, same_paths)]
     if len(own) < len(in_range):
-        # Merge commits in the range: only git's graph order is needed, no patch-ids.
-        return _select_with_git(repo, branch=branch, target=target, below=below, cherry=False)
+        # Merge commits in the range: git's graph order (and its patch-ids, if any may match).
+        return _select_with_git(repo, branch=branch, target=target, below=below, cherry=bool(likely))
+    if likely:
+        upstream_patches = probe_same_patches(repo, likely)
+        kept = [c for c in in_range if c.id not in upstream_patches]
+        return Selection(commits=kept, skipped=len(in_range) - len(kept), used_git=True)
     return Selection(commits=in_range, skipped=0, used_git=False)
 
 
-def _walk(repo: pygit2.Repository, start: pygit2.Oid, *, hide: pygit2.Oid) -> list[pygit2.Commit]:
+def _walk(repo: pygit2.Repository, start: pygit2.Oid, *, hide: list[pygit2.Oid]) -> list[pygit2.Commit]:
     walker = repo.walk(start, SORT.NONE)
-    walker.hide(hide)
+    for commit in hide:
+        walker.hide(commit)
     return list(walker)
 
 
 def _maybe_same_patch(
     repo: pygit2.Repository, cache: PatchKeyCache, theirs: pygit2.Commit, ours: list[pygit2.Commit]
-) -> bool:
+) -> list[pygit2.Commit]:
+    """Those of `ours` whose patch-id may equal that of `theirs`: the same whitespace-free
+    size change per path (necessary, not sufficient). Comparing their added and removed
+    lines too costs a diff of each commit, more than git's answer for the pair."""
     their_size = cache.size_key(repo, theirs)
-    ours = [c for c in ours if cache.size_key(repo, c) == their_size]
-    if not ours:
-        return False
-    their_lines = cache.changed_lines(repo, theirs)
-    return any(their_lines is None or cache.changed_lines(repo, c) in (None, their_lines) for c in ours)
+    return [c for c in ours if cache.size_key(repo, c) == their_size]
 
 
 def _select_with_git(
