@@ -267,8 +267,10 @@ def run_engine(
     target_id = repo.references[target_ref].peel(pygit2.Commit).id
     extra = {}
     if with_counts:
+        # What the planner tells a request: its counts and its fork point.
         ahead, behind = repo.ahead_behind(branch_id, target_id)
-        extra = {"ahead": ahead, "behind": behind}
+        base = repo.merge_base(branch_id, target_id)
+        extra = {"ahead": ahead, "behind": behind, "fork_point": Sha(str(base)) if base is not None else None}
     request = AlignRequest(
         refname=branch_ref,
         old_sha=Sha(str(branch_id)),
