@@ -171,12 +171,15 @@ def _rebase(
     onto: pygit2.Commit | None = None,
     below: pygit2.Oid | None = None,
     forecast: bool = False,
+    fork_point: pygit2.Oid | None = None,
 ) -> _Outcome:
     """`git rebase TARGET`; for a stacked branch `git rebase --onto ONTO BELOW` (ONTO the
     aligned tip of the branch below, BELOW its old tip), with patches already in the target
     skipped as `git rebase --update-refs` would skip them."""
     repo = ctx.repo
-    selection = select_commits(repo, branch=branch.id, target=target.id, cache=ctx.cache, below=below)
+    selection = select_commits(
+        repo, branch=branch.id, target=target.id, cache=ctx.cache, below=below, fork_point=fork_point
+    )
     if forecast and onto is None and not selection.used_git and _untouched_by_target(ctx, target, selection.commits):
         status = Status.ALIGNED if selection.commits else Status.MERGED
         return _Outcome(status, None, len(selection.commits), selection.skipped, strategy=Strategy.REBASE)
@@ -380,7 +383,8 @@ def _align(ctx: AlignContext, request: AlignRequest, branch: pygit2.Commit, targ
         return _Outcome(Status.MERGED, target.id)  # git fast-forwards: nothing of its own left
     if request.strategy == Strategy.MERGE:
         return _merge(ctx, request, branch, target)
-    rebased = _rebase(ctx, branch, target, forecast=request.forecast)
+    fork_point = pygit2.Oid(hex=request.fork_point) if request.fork_point else None
+    rebased = _rebase(ctx, branch, target, forecast=request.forecast, fork_point=fork_point)
     if request.strategy == Strategy.AUTO and rebased.status == Status.CONFLICT and contains_target:
         return _Outcome(Status.UP_TO_DATE, branch.id)  # what `git merge` says of it
     if request.strategy == Strategy.AUTO and rebased.status == Status.CONFLICT:

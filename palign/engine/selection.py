@@ -19,6 +19,7 @@ from palign import git
 from palign.engine.changes import ChangeIndex
 from palign.engine.probe import probe_same_patches
 from palign.engine.treeops import Changes
+from palign.engine.upstream import TargetSide, side_of
 from palign.model import ZERO_SHA
 
 SORT = pygit2.enums.SortMode
@@ -45,11 +46,23 @@ class PatchKeyCache:
     keys: dict[pygit2.Oid, PathKey] = field(default_factory=dict)
     sizes: dict[pygit2.Oid, SizeKey] = field(default_factory=dict)
     blob_sizes: dict[str, int] = field(default_factory=dict)  # a commit's new blob is the next one's old
+    sides: dict[pygit2.Oid, TargetSide] = field(default_factory=dict)  # by target (see engine.upstream)
 
     def stripped_size(self, repo: pygit2.Repository, blob_id: str, mode: int) -> int:
         found = self.blob_sizes.get(blob_id)
         if found is None:
             found = self.blob_sizes[blob_id] = _stripped_size(repo, blob_id, mode)
+        return found
+
+    def side(self, repo: pygit2.Repository, target: pygit2.Oid, fork_point: pygit2.Oid) -> TargetSide | None:
+        """The target's side covering a branch forked at `fork_point` (engine.upstream)."""
+
+        def diff(commits: list[pygit2.Commit]) -> None:  # one batch for what the producer did not diff
+            self.changes.ensure(repo.path, [str(c.id) for c in commits if len(c.parent_ids) <= 1])
+
+        found = side_of(repo, self.sides.get(target), target, fork_point, diff)
+        if found is not None:
+            self.sides[target] = found
         return found
 
     def key(self, repo: pygit2.Repository, commit: pygit2.Commit) -> PathKey:
@@ -116,27 +129,40 @@ def select_commits(
     target: pygit2.Oid,
     cache: PatchKeyCache,
     below: pygit2.Oid | None = None,
+    fork_point: pygit2.Oid | None = None,
 ) -> Selection:
     """The commits to replay; `below` is the old tip of the branch this one is stacked on,
-    whose commits are not this branch's to replay (`git rebase --onto NEW OLD`)."""
+    whose commits are not this branch's to replay (`git rebase --onto NEW OLD`).
+    `fork_point`, the branch's merge base with the target when known, lets a branch
+    without merge commits look the target's side up in the process's `TargetSide`."""
     walker = repo.walk(branch, SORT.TOPOLOGICAL | SORT.REVERSE)
     walker.hide(target)
     if below is not None:
         walker.hide(below)
     in_range = list(walker)
     own = [c for c in in_range if len(c.parent_ids) <= 1]
-    upstream = [c for c in _walk(repo, target, hide=[branch, *([below] if below else [])]) if len(c.parent_ids) <= 1]
-    cache.changes.ensure(repo.path, [str(c.id) for c in own + upstream])
+    cache.changes.ensure(repo.path, [str(c.id) for c in own])
     candidates: dict[PathKey, list[pygit2.Commit]] = {}
     for commit in own:
         if not is_empty(commit):
             candidates.setdefault(cache.key(repo, commit), []).append(commit)
     likely: list[tuple[pygit2.Commit, pygit2.Commit]] = []  # (ours, theirs) whose patch-ids may be equal
     if candidates:
-        for theirs in upstream:
-            same_paths = candidates.get(cache.key(repo, theirs))
-            if same_paths:
-                likely += [(ours, theirs) for ours in _maybe_same_patch(repo, cache, theirs, same_paths)]
+        linear = len(own) == len(in_range) and below is None
+        side = cache.side(repo, target, fork_point) if linear and fork_point is not None else None
+        if side is not None and fork_point is not None:
+            # Linear and forked at fork_point: BRANCH..TARGET is what fork_point does not reach.
+            for key, same_paths in candidates.items():
+                for theirs in side.missing_from(fork_point, side.with_key(key, lambda c: cache.key(repo, c))):
+                    likely += [(ours, theirs) for ours in _maybe_same_patch(repo, cache, theirs, same_paths)]
+        else:
+            hidden = [branch, *([below] if below else [])]
+            upstream = [c for c in _walk(repo, target, hide=hidden) if len(c.parent_ids) <= 1]
+            cache.changes.ensure(repo.path, [str(c.id) for c in upstream])
+            for theirs in upstream:
+                matching = candidates.get(cache.key(repo, theirs))
+                if matching:
+                    likely += [(ours, theirs) for ours in _maybe_same_patch(repo, cache, theirs, matching)]
     if len(own) < len(in_range):
         # Merge commits in the range: git's graph order (and its patch-ids, if any may match).
         return _select_with_git(repo, branch=branch, target=target, below=below, cherry=bool(likely))

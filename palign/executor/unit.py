@@ -61,7 +61,7 @@ def _keep_bounded(cache: PatchKeyCache) -> None:
     """Checked before each unit: one run of many branches must not grow a process either."""
     if len(cache.changes.by_commit) > _REMEMBERED_COMMITS_LIMIT:
         cache.changes.by_commit.clear()
-        for memo in (cache.keys, cache.sizes, cache.blob_sizes):
+        for memo in (cache.keys, cache.sizes, cache.blob_sizes, cache.sides):
             memo.clear()
 
 
