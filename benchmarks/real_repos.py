@@ -27,6 +27,7 @@ Exit status: 0 when every unstacked branch agrees with git, 1 otherwise, 2 on ba
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -180,7 +181,7 @@ def plausible_stack(repo: pygit2.Repository, child: str, lower: str) -> bool:
         return False
     walker = repo.walk(tip.id, pygit2.enums.SortMode.NONE)
     walker.simplify_first_parent()
-    return any(commit.id == wanted.id for _, commit in zip(range(2000), walker))
+    return any(commit.id == wanted.id for commit in itertools.islice(walker, 2000))
 
 
 def fraction(part: int, whole: int) -> str:
@@ -274,8 +275,8 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             print(f"  confidence when {label}: min {min(values):.2f}, mean {sum(values) / len(values):.2f}")
     for name in wrong[: args.examples]:
         print(f"  wrong: {name} base {known[name]}, palign {targets[name]} (confidence {planned[name]['confidence']})")
-    print(f"stacked on another branch: {len(stacks)} of {len(branches)}, on {len(parents)} lower branches; "
-          f"suspect (lower tip off the first-parent line, or another author): {len(suspect)} {suspect[:args.examples]}")  # fmt: skip
+    print(f"stacked on another branch: {len(stacks)} of {len(branches)}, on {len(parents)} lower branches")
+    print(f"  suspect (lower tip off the first-parent line, or another author): {len(suspect)} {suspect[:8]}")
     for name, parent in sorted(stacks.items(), key=lambda kv: _natural(kv[0]))[: args.examples]:
         lower = planned.get(parent, {})
         print(f"  {name} on {parent} (lower: {lower.get('category')}, {lower.get('ahead')} ahead"
