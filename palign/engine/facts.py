@@ -13,7 +13,7 @@ both histories to find there is no merge base.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import pygit2
 
@@ -46,6 +46,27 @@ def _own_commits(repo: pygit2.Repository, tip: pygit2.Oid, target: pygit2.Oid) -
     walker = repo.walk(tip, pygit2.enums.SortMode.NONE)
     walker.hide(target)
     return walker
+
+
+def _reach_masks(
+    repo: pygit2.Repository, starts: Mapping[pygit2.Oid, int], hidden: Iterable[pygit2.Oid]
+) -> Iterator[tuple[pygit2.Commit, int]]:
+    """The commits reachable from `starts` and not from `hidden`, children before parents,
+    each with the union of the bit masks of the starts that reach it: one walk answers,
+    for every commit, which of many tips hold it."""
+    if not starts:
+        return
+    reached = dict(starts)
+    walker = repo.walk(next(iter(starts)), pygit2.enums.SortMode.TOPOLOGICAL)
+    for start in starts:
+        walker.push(start)
+    for boundary in hidden:
+        walker.hide(boundary)
+    for commit in walker:
+        mask = reached.pop(commit.id, 0)
+        yield commit, mask
+        for parent in commit.parent_ids:
+            reached[parent] = reached.get(parent, 0) | mask
 
 
 class _Inspector:
@@ -90,14 +111,8 @@ class _Inspector:
         thousands of times over against an old maintenance branch."""
         order = list(tips)
         bit_of = {tip: 1 << i for i, tip in enumerate(order)}
-        reached = dict(bit_of)
-        walker = self.repo.walk(order[0], pygit2.enums.SortMode.TOPOLOGICAL)
-        for tip in order[1:]:
-            walker.push(tip)
-        walker.hide(target)
         contained: dict[pygit2.Oid, set[str]] = {}
-        for commit in walker:
-            mask = reached.pop(commit.id, 0)
+        for commit, mask in _reach_masks(self.repo, bit_of, [target]):
             own_bit = bit_of.get(commit.id)
             if own_bit is not None:
                 holders = mask & ~own_bit
@@ -105,8 +120,6 @@ class _Inspector:
                     lowest = holders & -holders
                     contained.setdefault(order[lowest.bit_length() - 1], set()).update(tips[commit.id])
                     holders ^= lowest
-            for parent in commit.parent_ids:
-                reached[parent] = reached.get(parent, 0) | mask
         return contained
 
     def on_first_parent_line(self, tip: pygit2.Oid, target: pygit2.Oid, behind: int) -> bool:
@@ -150,25 +163,15 @@ class _Inspector:
         backports and release commits), children before parents, each commit passing on
         to its parents the set of branches that reach it (a bit mask): the targets' side
         is walked once, however many long-lived branches there are."""
-        if not long_lived:
-            return {}
         wanted = set(tips)
         names = list(long_lived)
-        reached: dict[pygit2.Oid, int] = {}
+        starts: dict[pygit2.Oid, int] = {}
         for bit, name in enumerate(names):
-            reached[long_lived[name]] = reached.get(long_lived[name], 0) | 1 << bit
-        walker = self.repo.walk(long_lived[names[0]], pygit2.enums.SortMode.TOPOLOGICAL)
-        for name in names[1:]:
-            walker.push(long_lived[name])
-        for target in targets:
-            walker.hide(target)
+            starts[long_lived[name]] = starts.get(long_lived[name], 0) | 1 << bit
         held: dict[pygit2.Oid, set[str]] = {}
-        for commit in walker:
-            mask = reached.pop(commit.id, 0)
+        for commit, mask in _reach_masks(self.repo, starts, targets):
             if commit.id in wanted:
                 held[commit.id] = {name for bit, name in enumerate(names) if mask >> bit & 1}
-            for parent in commit.parent_ids:
-                reached[parent] = reached.get(parent, 0) | mask
         return held
 
     def touched_paths(self, base: pygit2.Oid, tip: pygit2.Commit) -> frozenset[str]:
@@ -279,10 +282,10 @@ def gather_facts(
                 name: _facts_on_target(inspector, tip, target, with_patch_ids) for name, target in target_ids.items()
             }
             contains = {
-                ref
+                other
                 for name, target in target_ids.items()
                 if per_target[name].has_common_history
-                for ref in contained[target].get(tip.id, ())
+                for other in contained[target].get(tip.id, ())
             }
             facts.append(
                 BranchFacts(
