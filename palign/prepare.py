@@ -210,7 +210,8 @@ def prepare(
     )
     if by_default:
         shared = shared_bases(facts, list(names))
-        facts = [fact for fact in facts if fact.name not in {base.branch_name for base in shared}]
+        shared_names = {base.branch_name for base in shared}
+        facts = [fact for fact in facts if fact.name not in shared_names]
         left_out += shared
         if not facts:
             raise NoBranchMatched(f"no branch to align: {_left_out_summary([b.branch_name for b in left_out])}")
