@@ -48,7 +48,11 @@ class Summaries:
             own = list(self._range(tip, base, order))
             key = (base, onto)
             if key not in self._target_files:
-                target_side = list(self._range(onto, base, pygit2.enums.SortMode.NONE))
+                side = self.cache.sides.get(onto)  # the rebase's view of the target, when it has one
+                if side is not None and side.covers(base):
+                    target_side = side.missing_from(base, side.commits)
+                else:
+                    target_side = list(self._range(onto, base, pygit2.enums.SortMode.NONE))
                 self._target_files[key] = frozenset(self._files(target_side))
             mine = self._files(own)
             overlap = sorted(mine & self._target_files[key])
