@@ -19,12 +19,11 @@ from palign import git
 from palign.engine.changes import ChangeIndex
 from palign.engine.probe import probe_same_patches
 from palign.engine.treeops import Changes
-from palign.engine.upstream import TargetSide, side_of
+from palign.engine.upstream import PathKey, TargetSide, side_of
 from palign.model import ZERO_SHA
 
 SORT = pygit2.enums.SortMode
 
-PathKey = tuple[tuple[str, str, int], ...]
 _WHITESPACE = bytes.maketrans(b"", b"")
 SizeKey = tuple[tuple[str, int], ...]
 _GITLINK = 0o160000

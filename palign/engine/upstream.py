@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pygit2
 
-PathKey = tuple[tuple[str, str, int], ...]
+PathKey = tuple[tuple[str, str, int], ...]  # a commit's paths and modes (selection.PatchKeyCache.key)
 # Past this many commits since the oldest fork point, the bit sets would cost more memory
 # (n^2/8 bytes) than the walks they spare: branches then walk their own range.
 SIDE_LIMIT = 8_000
@@ -25,8 +25,7 @@ SIDE_LIMIT = 8_000
 class TargetSide:
     """`walk(TARGET) ^base`, children before parents, with reachability among them."""
 
-    def __init__(self, repo: pygit2.Repository, target: pygit2.Oid, base: pygit2.Oid, commits: list[pygit2.Commit]):
-        self.target = target
+    def __init__(self, base: pygit2.Oid, commits: list[pygit2.Commit]):
         self.base = base
         self.position = {commit.id: index for index, commit in enumerate(commits)}
         self._base_bit = 1 << len(commits)
@@ -76,13 +75,14 @@ def side_of(
     fork_point: pygit2.Oid,
     on_new: Callable[[list[pygit2.Commit]], None],
 ) -> TargetSide | None:
-    """The side of `target` that covers a branch forked at `fork_point`: `kept` when it
-    does, else one walked from the merge base of its base and `fork_point` (so it covers
-    every branch `kept` covered too). None past `SIDE_LIMIT` commits. `on_new` hears the
-    commits of a new side (to diff them in one batch)."""
-    if kept is not None and kept.target == target and kept.covers(fork_point):
+    """The side of `target` that covers a branch forked at `fork_point`: `kept` (the side
+    of the same target kept so far) when it does, else one walked from the merge base of
+    its base and `fork_point` (so it covers every branch `kept` covered too). None past
+    `SIDE_LIMIT` commits. `on_new` hears the commits of a new side (to diff them in one
+    batch)."""
+    if kept is not None and kept.covers(fork_point):
         return kept
-    base = fork_point if kept is None or kept.target != target else repo.merge_base(kept.base, fork_point)
+    base = fork_point if kept is None else repo.merge_base(kept.base, fork_point)
     if base is None:
         return None
     walker = repo.walk(target, pygit2.enums.SortMode.TOPOLOGICAL)
@@ -93,5 +93,5 @@ def side_of(
         if len(commits) > SIDE_LIMIT:
             return None
     on_new(commits)
-    side = TargetSide(repo, target, base, commits)
+    side = TargetSide(base, commits)
     return side if side.covers(fork_point) else None
